@@ -1,0 +1,169 @@
+"""Settings: HWQ_* environment variables over an optional hwq.toml over defaults."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from tasks.errors import ConfigError
+
+# Where hwq keeps its SQLite file, tokens, logs and simulator links when nothing says otherwise.
+DEFAULT_HOME = "./var"
+# Longest a command may wait for its reply (DESIGN §3); the visibility timeout must exceed it.
+MAX_COMMAND_TIMEOUT_S = 300.0
+# A message not acked within this many seconds is redelivered by the Redis transport; it must be
+# longer than any command can run, or a slow command would be delivered twice (the claim makes
+# that inert, but it would be noise).
+DEFAULT_VISIBILITY_TIMEOUT_S = 3600
+# Bodies larger than this are refused with 413 before they are parsed.
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+# Commands one device may hold queued before submissions get 429.
+DEFAULT_QUEUE_CAP = 1000
+# Redis keys all start with this, so tests and several installs can share one server.
+DEFAULT_KEY_PREFIX = "hwq"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything hwq reads from its environment, parsed and typed once."""
+
+    home: Path = Path(DEFAULT_HOME)
+    redis_url: str | None = None
+    database_url: str | None = None
+    key_prefix: str = DEFAULT_KEY_PREFIX
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_threads: int = 64
+    flower_port: int = 5555
+    flower_auth: str | None = None
+    hostname: str = field(default_factory=lambda: socket.gethostname().split(".")[0])
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    queue_cap: int = DEFAULT_QUEUE_CAP
+    visibility_timeout_s: int = DEFAULT_VISIBILITY_TIMEOUT_S
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL, defaulting to SQLite under the home folder."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'hwq.db').resolve()}"
+
+    @property
+    def broker_url(self) -> str:
+        """The Redis URL; only valid once an embedded Redis has been started if none was set."""
+        if not self.redis_url:
+            raise ConfigError("HWQ_REDIS_URL is not set and no embedded Redis is running")
+        return self.redis_url
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (tests and `hwq up` use this)."""
+        return replace(self, **changes)
+
+
+def _parse_int(name: str, raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def _parse_bool(name: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _parse_redis_url(name: str, raw: str) -> str:
+    if not raw.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"{name} must be a redis:// URL, got {raw!r}")
+    return raw
+
+
+def _parse_database_url(name: str, raw: str) -> str:
+    if not raw.startswith(("sqlite:", "postgresql")):
+        raise ConfigError(f"{name} must be a sqlite:/// or postgresql+psycopg:// URL")
+    return raw
+
+
+def _parse_log_level(name: str, raw: str) -> str:
+    level = raw.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"{name} must be DEBUG, INFO, WARNING or ERROR, got {raw!r}")
+    return level
+
+
+def _positive(parse: Callable[[str, str], int]) -> Callable[[str, str], int]:
+    def check(name: str, raw: str) -> int:
+        value = parse(name, raw)
+        if value <= 0:
+            raise ConfigError(f"{name} must be positive, got {raw!r}")
+        return value
+
+    return check
+
+
+def _port(name: str, raw: str) -> int:
+    value = _parse_int(name, raw)
+    if not 0 < value < 65536:
+        raise ConfigError(f"{name} must be a TCP port (1-65535), got {raw!r}")
+    return value
+
+
+_PARSERS: dict[str, Callable[[str, str], Any]] = {
+    "home": lambda _name, raw: Path(raw),
+    "redis_url": _parse_redis_url,
+    "database_url": _parse_database_url,
+    "key_prefix": lambda _name, raw: raw,
+    "api_host": lambda _name, raw: raw,
+    "api_port": _port,
+    "api_threads": _positive(_parse_int),
+    "flower_port": _port,
+    "flower_auth": lambda _name, raw: raw,
+    "hostname": lambda _name, raw: raw,
+    "max_body_bytes": _positive(_parse_int),
+    "queue_cap": _positive(_parse_int),
+    "visibility_timeout_s": _positive(_parse_int),
+    "log_level": _parse_log_level,
+    "log_json": _parse_bool,
+}
+
+
+def _toml_values(path: Path) -> dict[str, str]:
+    try:
+        with path.open("rb") as handle:
+            document = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path} is not valid TOML: {e}") from e
+    section = document.get("hwq", document)
+    return {str(key): str(value) for key, value in section.items()}
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read HWQ_* variables (and hwq.toml, named by HWQ_CONFIG or in the working folder)."""
+    env = os.environ if environ is None else environ
+    raw: dict[str, tuple[str, str]] = {}
+    config_path = Path(env.get("HWQ_CONFIG", "hwq.toml"))
+    if config_path.is_file():
+        for key, value in _toml_values(config_path).items():
+            raw[key] = (f"{config_path}:{key}", value)
+    elif "HWQ_CONFIG" in env:
+        raise ConfigError(f"HWQ_CONFIG names {config_path}, which does not exist")
+    for spec in fields(Settings):
+        variable = f"HWQ_{spec.name.upper()}"
+        if variable in env and env[variable] != "":
+            raw[spec.name] = (variable, env[variable])
+    unknown = sorted(set(raw) - set(_PARSERS))
+    if unknown:
+        raise ConfigError(f"unknown setting(s) in {config_path}: {', '.join(unknown)}")
+    values = {key: _PARSERS[key](source, value) for key, (source, value) in raw.items()}
+    return Settings(**values)

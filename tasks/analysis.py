@@ -1,0 +1,88 @@
+"""Registered analyzers: functions from a command's response to a recorded verdict."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from tasks.errors import ValidationFailed
+
+Analyzer = Callable[[dict[str, Any], dict[str, Any]], Any]
+MANUAL = "manual"
+
+
+def _reply_text(response: dict[str, Any]) -> str:
+    if "text" in response:
+        return str(response["text"])
+    if "stdout" in response:
+        return str(response["stdout"])
+    return str(response.get("values", response.get("data", "")))
+
+
+def analyze_number(response: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """Parse the reply as a number and say whether it lies within [min, max]."""
+    text = _reply_text(response).strip()
+    try:
+        value = float(text)
+    except ValueError:
+        return {"value": None, "within": False, "reason": f"not a number: {text[:80]!r}"}
+    low, high = params.get("min"), params.get("max")
+    within = (low is None or value >= low) and (high is None or value <= high)
+    return {"value": value, "within": within}
+
+
+def analyze_regex(response: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """Search the reply for a pattern and return the groups it captured."""
+    match = re.search(str(params["pattern"]), _reply_text(response))
+    return {"match": match is not None, "groups": list(match.groups()) if match else []}
+
+
+def analyze_equals(response: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """Compare the reply with an expected text."""
+    return {"equal": _reply_text(response).strip() == str(params.get("expected", "")).strip()}
+
+
+ANALYZERS: dict[str, Analyzer] = {
+    "number": analyze_number,
+    "regex": analyze_regex,
+    "equals": analyze_equals,
+}
+_REQUIRED_PARAMS: dict[str, tuple[str, ...]] = {"regex": ("pattern",)}
+
+
+def check_analysis_request(analysis: dict[str, Any] | None) -> None:
+    """Refuse an analysis request naming no registered analyzer or missing its params."""
+    if analysis is None:
+        return
+    name = analysis.get("analyzer")
+    if name != MANUAL and name not in ANALYZERS:
+        known = ", ".join([MANUAL, *ANALYZERS])
+        raise ValidationFailed(
+            f"unknown analyzer {name!r}",
+            [{"field": "analysis.analyzer", "message": f"must be one of {known}"}],
+        )
+    params = analysis.get("params") or {}
+    for required in _REQUIRED_PARAMS.get(str(name), ()):
+        if required not in params:
+            raise ValidationFailed(
+                f"analyzer {name} needs params.{required}",
+                [{"field": f"analysis.params.{required}", "message": "required"}],
+            )
+    if name == "regex":
+        try:
+            re.compile(str(params["pattern"]))
+        except re.error as e:
+            raise ValidationFailed(
+                f"params.pattern is not a regular expression: {e}",
+                [{"field": "analysis.params.pattern", "message": str(e)}],
+            ) from None
+
+
+def run_analyzer(analysis: dict[str, Any], response: dict[str, Any]) -> Any:
+    """The verdict of the analyzer a command asked for; errors become part of the verdict."""
+    analyzer = ANALYZERS[analysis["analyzer"]]
+    try:
+        return analyzer(response or {}, analysis.get("params") or {})
+    except Exception as e:  # an analyzer's bug must not strand the command in responded
+        return {"error": f"{type(e).__name__}: {e}"}

@@ -1,0 +1,1 @@
+"""The SQL results database: the durable ledger of devices, commands, events and tokens."""

@@ -1,0 +1,187 @@
+"""The command ledger: rows the API inserts and the recorder brings up to date."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from tasks.command_record import parse_iso
+from tasks.db.models import CommandEventRow, CommandRow
+from tasks.errors import ValidationFailed
+
+_TIME_FIELDS = ("created_at", "dispatched_at", "responded_at", "finished_at")
+# Columns the recorder may overwrite from a transition entry.
+_RECORDED_FIELDS = (
+    "state",
+    "response",
+    "analysis",
+    "error",
+    "attempts",
+    "dispatched_at",
+    "responded_at",
+    "finished_at",
+)
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def insert_command(session: Session, values: dict[str, Any]) -> None:
+    """Add an accepted command's row; the caller commits before publishing."""
+    session.add(
+        CommandRow(
+            id=values["id"],
+            device=values["device"],
+            user=values["user"],
+            kind=values["kind"],
+            payload=values["payload"],
+            read=values.get("read"),
+            state="queued",
+            response=None,
+            analysis=values.get("analysis"),
+            error=None,
+            attempts=0,
+            timeout_s=values["timeout_s"],
+            expires_s=values.get("expires_s"),
+            idempotent=values["idempotent"],
+            last_seq=0,
+            created_at=parse_iso(values["created_at"]),
+        )
+    )
+
+
+def delete_command(session: Session, command_id: str) -> None:
+    """Remove a row whose command could not be published (nothing half-created)."""
+    session.execute(delete(CommandRow).where(CommandRow.id == command_id))
+
+
+def command_view(row: CommandRow) -> dict[str, Any]:
+    """A ledger row as the internal command values (same shape as the live store's)."""
+    values: dict[str, Any] = {
+        "id": row.id,
+        "device": row.device,
+        "user": row.user,
+        "kind": row.kind,
+        "payload": row.payload,
+        "read": row.read,
+        "state": row.state,
+        "response": row.response,
+        "analysis": row.analysis,
+        "error": row.error,
+        "attempts": row.attempts,
+        "timeout_s": row.timeout_s,
+        "expires_s": row.expires_s,
+        "idempotent": row.idempotent,
+    }
+    for name in _TIME_FIELDS:
+        values[name] = _iso(getattr(row, name))
+    return values
+
+
+def get_command(session: Session, command_id: str) -> CommandRow | None:
+    """One ledger row."""
+    return session.get(CommandRow, command_id)
+
+
+def _encode_cursor(row: CommandRow) -> str:
+    text = f"{_iso(row.created_at)}|{row.id}"
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created, command_id = base64.urlsafe_b64decode(padded).decode().split("|", 1)
+        return parse_iso(created), command_id
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationFailed(
+            "cursor is not one this server handed out",
+            [{"field": "cursor", "message": "unknown cursor"}],
+        ) from None
+
+
+def list_commands(
+    session: Session, *, device: str | None, state: str | None, limit: int, cursor: str | None
+) -> tuple[list[CommandRow], str | None]:
+    """History, newest first, a page at a time; the cursor is the last row's (time, id)."""
+    query = select(CommandRow)
+    if device:
+        query = query.where(CommandRow.device == device)
+    if state:
+        query = query.where(CommandRow.state == state)
+    if cursor:
+        created, command_id = _decode_cursor(cursor)
+        query = query.where(
+            or_(
+                CommandRow.created_at < created,
+                and_(CommandRow.created_at == created, CommandRow.id < command_id),
+            )
+        )
+    query = query.order_by(CommandRow.created_at.desc(), CommandRow.id.desc()).limit(limit + 1)
+    rows = list(session.scalars(query))
+    if len(rows) > limit:
+        return rows[:limit], _encode_cursor(rows[limit - 1])
+    return rows, None
+
+
+def events(session: Session, command_id: str) -> list[dict[str, Any]]:
+    """A command's recorded events, in order."""
+    rows = session.scalars(
+        select(CommandEventRow)
+        .where(CommandEventRow.command_id == command_id)
+        .order_by(CommandEventRow.seq)
+    )
+    return [{"state": r.state, "at": _iso(r.at), "detail": r.detail} for r in rows]
+
+
+def record_transition(session: Session, entry: dict[str, Any]) -> None:
+    """Apply one transition idempotently: the event once, the row only forward in seq."""
+    command_id, seq = entry["id"], int(entry["seq"])
+    exists = session.scalar(
+        select(CommandEventRow.id).where(
+            CommandEventRow.command_id == command_id, CommandEventRow.seq == seq
+        )
+    )
+    if exists is None:
+        try:
+            with session.begin_nested():
+                session.add(
+                    CommandEventRow(
+                        command_id=command_id,
+                        seq=seq,
+                        state=entry["state"],
+                        at=parse_iso(entry["at"]),
+                        detail=entry.get("detail"),
+                    )
+                )
+        except IntegrityError:
+            pass  # another recorder got there first; the event is in
+    changes: dict[str, Any] = {"last_seq": seq}
+    for name in _RECORDED_FIELDS:
+        if name in entry:
+            value = entry[name]
+            if name in _TIME_FIELDS and value:
+                value = parse_iso(value)
+            changes[name] = value
+    session.execute(
+        update(CommandRow)
+        .where(CommandRow.id == command_id, CommandRow.last_seq < seq)
+        .values(**changes)
+    )
+
+
+def unfinished(session: Session) -> list[CommandRow]:
+    """Commands the ledger shows as not yet terminal, for recovery after Redis lost data."""
+    return list(
+        session.scalars(
+            select(CommandRow).where(CommandRow.state.in_(("queued", "dispatched", "responded")))
+        )
+    )

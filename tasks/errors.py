@@ -1,0 +1,92 @@
+"""The one exception hierarchy of hwq; the API maps each class to one HTTP status."""
+
+from __future__ import annotations
+
+
+class HwqError(Exception):
+    """Root of every error hwq raises on purpose."""
+
+    status = 500
+    title = "Internal error"
+
+
+class ConfigError(HwqError):
+    """A setting has a bad value; the message names the variable."""
+
+    title = "Bad configuration"
+
+
+class ValidationFailed(HwqError):
+    """A request field is invalid."""
+
+    status = 422
+    title = "Invalid field"
+
+    def __init__(self, detail: str, errors: list[dict[str, object]] | None = None) -> None:
+        super().__init__(detail)
+        self.errors = errors or []
+
+
+class MalformedRequest(HwqError):
+    """The request body is not the JSON document the route expects."""
+
+    status = 400
+    title = "Malformed request"
+
+
+class Unauthorized(HwqError):
+    """No bearer token, or one hwq does not know."""
+
+    status = 401
+    title = "Unauthorized"
+
+
+class Forbidden(HwqError):
+    """The token's role is too low for this action."""
+
+    status = 403
+    title = "Forbidden"
+
+
+class NotFound(HwqError):
+    """The named device, command or route does not exist."""
+
+    status = 404
+    title = "Not found"
+
+
+class CommandStateError(HwqError):
+    """The action is not allowed in the command's or device's current state."""
+
+    status = 409
+    title = "Conflict"
+
+
+class Conflict(CommandStateError):
+    """A resource with that name exists already, or is busy."""
+
+
+class QueueFull(HwqError):
+    """The device already holds as many queued commands as it may."""
+
+    status = 429
+    title = "Device queue full"
+
+
+class ServiceUnavailable(HwqError):
+    """Redis, the broker or the database cannot be reached."""
+
+    status = 503
+    title = "Service unavailable"
+
+
+class DeviceError(HwqError):
+    """The device or its transport failed: port missing, write error, bad reply."""
+
+    title = "Device error"
+
+
+class ReplyTimeout(DeviceError):
+    """The device did not complete its reply within the command's timeout."""
+
+    title = "Reply timed out"

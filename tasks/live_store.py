@@ -1,0 +1,300 @@
+"""Live state in Redis: commands, their event logs, per-device sets, waits and rx streams."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import redis
+
+from tasks.command_record import from_redis_fields, to_redis_fields, utc_now_iso
+from tasks.lifecycle import ALLOWED, TERMINAL, DeviceState, State, device_state
+
+# A dispatched command whose worker has not reported within timeout_s plus this grace is
+# taken for lost; the grace covers opening the port and writing the SQL-free result.
+LEASE_GRACE_S = 15.0
+# A device worker refreshes its presence this often and it lapses after the TTL.
+PRESENCE_TTL_S = 15
+# Bytes a device sends that answer no command are kept, newest last, up to this many chunks.
+RX_STREAM_MAXLEN = 1000
+
+
+def _render_script() -> str:
+    """The transition script with the lifecycle's edges written in, so Python is the one source."""
+    source = resources.files("tasks").joinpath("transition.lua").read_text()
+    edges = ", ".join(
+        f"{origin.value} = {{" + ", ".join(f"{t.value} = true" for t in sorted(targets)) + "}"
+        for origin, targets in ALLOWED.items()
+    )
+    terminal = ", ".join(f"{s.value} = true" for s in sorted(TERMINAL))
+    return source.replace("--ALLOWED--", f"local ALLOWED = {{{edges}}}").replace(
+        "--TERMINAL--", f"local TERMINAL = {{{terminal}}}"
+    )
+
+
+@dataclass(frozen=True)
+class TransitionResult:
+    """What a compare-and-set did: whether it moved, and the states before and after."""
+
+    moved: bool
+    previous: str | None
+    state: str | None
+    exists: bool = True
+    queue_full: bool = False
+
+
+class LiveStore:
+    """The Redis side of hwq: every read and atomic change of live command state."""
+
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        self.redis = client
+        self.prefix = prefix
+        self._script = client.register_script(_render_script())
+
+    # keys ---------------------------------------------------------------------------------
+    def command_key(self, command_id: str) -> str:
+        """The hash holding one command."""
+        return f"{self.prefix}:cmd:{command_id}"
+
+    def log_key(self, command_id: str) -> str:
+        """The stream of one command's events."""
+        return f"{self.prefix}:cmd:{command_id}:log"
+
+    @property
+    def transitions_key(self) -> str:
+        """The stream the recorder copies into SQL."""
+        return f"{self.prefix}:transitions"
+
+    def device_set_key(self, device: str, which: str) -> str:
+        """One of a device's live sets: queued, inflight or responded."""
+        return f"{self.prefix}:dev:{device}:{which}"
+
+    def device_config_key(self, device: str) -> str:
+        """The device's settings, mirrored from SQL so workers need no database."""
+        return f"{self.prefix}:device:{device}"
+
+    def rx_key(self, device: str) -> str:
+        """The stream of what the device sent that answered no command."""
+        return f"{self.prefix}:rx:{device}"
+
+    # transitions --------------------------------------------------------------------------
+    def _run(
+        self,
+        mode: str,
+        command_id: str,
+        *,
+        detail: str = "",
+        expected: str = "*",
+        targets: str = "",
+        lease_s: float | None = None,
+        extra: str = "",
+        fields: dict[str, Any] | None = None,
+    ) -> TransitionResult:
+        flat = to_redis_fields(fields or {})
+        args: list[Any] = [
+            self.prefix,
+            mode,
+            command_id,
+            utc_now_iso(),
+            detail,
+            expected,
+            targets,
+            "" if lease_s is None else f"{lease_s:.3f}",
+            extra,
+        ]
+        for key, value in flat.items():
+            args.extend((key, value))
+        code, previous, state = self._script(args=args)
+        return TransitionResult(
+            moved=code == 1,
+            previous=previous.decode() if previous else None,
+            state=state.decode() if state else None,
+            exists=code != -1,
+            queue_full=code == -2,
+        )
+
+    def create(self, values: dict[str, Any], queue_cap: int) -> TransitionResult:
+        """Store a new command as queued, unless its device already holds `queue_cap`."""
+        return self._run(
+            "create", values["id"], detail="accepted", extra=str(queue_cap), fields=values
+        )
+
+    def move(
+        self,
+        command_id: str,
+        *targets: State,
+        expected: tuple[State, ...] | None = None,
+        detail: str = "",
+        fields: dict[str, Any] | None = None,
+    ) -> TransitionResult:
+        """Move a command along allowed edges, optionally only from the `expected` states."""
+        return self._run(
+            "move",
+            command_id,
+            detail=detail,
+            expected=",".join(expected) if expected else "*",
+            targets=",".join(targets),
+            fields=fields,
+        )
+
+    def claim(self, command_id: str, worker: str) -> TransitionResult:
+        """The delivery rule: queued → dispatched for exactly one delivery, or expired/cancelled."""
+        return self._run(
+            "claim",
+            command_id,
+            detail=f"claimed by {worker}",
+            lease_s=LEASE_GRACE_S,
+            fields={"claimed_by": worker},
+        )
+
+    # reads --------------------------------------------------------------------------------
+    def get(self, command_id: str) -> dict[str, Any] | None:
+        """One command's live values, or None when Redis does not hold it."""
+        raw = self.redis.hgetall(self.command_key(command_id))
+        if not raw:
+            return None
+        return from_redis_fields({k.decode(): v.decode() for k, v in raw.items()})
+
+    def state_of(self, command_id: str) -> str | None:
+        """Just the state, for cheap re-checks."""
+        value = self.redis.hget(self.command_key(command_id), "state")
+        return value.decode() if value else None
+
+    def events(self, command_id: str) -> list[dict[str, Any]]:
+        """The command's event log, oldest first."""
+        entries = self.redis.xrange(self.log_key(command_id))
+        return [_event(fields) for _, fields in entries]
+
+    def wait(
+        self, command_id: str, timeout_s: float, settled: Any
+    ) -> dict[str, Any] | None:
+        """Block on the command's event stream until `settled(values)` or the timeout."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            # Read the stream's tail before the state, so an event landing in between is
+            # returned by XREAD at once instead of being missed.
+            tail = self.redis.xrevrange(self.log_key(command_id), count=1)
+            last_id = tail[0][0] if tail else b"0-0"
+            values = self.get(command_id)
+            if values is None or settled(values):
+                return values
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return values
+            self.redis.xread({self.log_key(command_id): last_id}, block=int(remaining * 1000) + 1)
+
+    # devices ------------------------------------------------------------------------------
+    def device_counts(self, device: str) -> tuple[int, int, int]:
+        """How many of the device's commands are queued, in flight and awaiting analysis."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zcard(self.device_set_key(device, "queued"))
+        pipe.scard(self.device_set_key(device, "inflight"))
+        pipe.scard(self.device_set_key(device, "responded"))
+        queued, inflight, responded = pipe.execute()
+        return int(queued), int(inflight), int(responded)
+
+    def device_status(self, device: str) -> dict[str, Any]:
+        """Live fields of a device: state 0-3, queue depth, presence."""
+        queued, inflight, responded = self.device_counts(device)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.exists(f"{self.device_config_key(device)}:alive")
+        pipe.get(f"{self.device_config_key(device)}:last_seen")
+        alive, last_seen = pipe.execute()
+        return {
+            "state": int(device_state(queued, inflight, responded)),
+            "queue_depth": queued,
+            "online": bool(alive),
+            "last_seen": last_seen.decode() if last_seen else None,
+        }
+
+    def device_busy(self, device: str) -> bool:
+        """Whether the device has commands queued or in flight."""
+        queued, inflight, _ = self.device_counts(device)
+        return bool(queued or inflight)
+
+    def put_device_config(self, device: str, config: dict[str, Any]) -> None:
+        """Mirror a device's settings for its worker."""
+        key = self.device_config_key(device)
+        pipe = self.redis.pipeline()
+        pipe.delete(key)
+        flat: dict[str | bytes, bytes | float | int | str] = {
+            k: v for k, v in to_redis_fields(config).items() if k != "options"
+        }
+        flat["options"] = json.dumps(config.get("options") or {})
+        pipe.hset(key, mapping=flat)
+        pipe.execute()
+
+    def device_config(self, device: str) -> dict[str, Any] | None:
+        """A device's mirrored settings, or None if it is not registered."""
+        raw = self.redis.hgetall(self.device_config_key(device))
+        if not raw:
+            return None
+        values = {k.decode(): v.decode() for k, v in raw.items()}
+        config: dict[str, Any] = dict(values)
+        config["baudrate"] = int(values.get("baudrate") or 115200)
+        config["options"] = json.loads(values.get("options") or "{}")
+        return config
+
+    def forget_device(self, device: str) -> None:
+        """Drop a device's mirror and live sets."""
+        base = self.device_config_key(device)
+        self.redis.delete(
+            base,
+            f"{base}:alive",
+            f"{base}:last_seen",
+            self.rx_key(device),
+            *(self.device_set_key(device, which) for which in ("queued", "inflight", "responded")),
+        )
+
+    def mark_present(self, device: str) -> None:
+        """A device worker says it is alive."""
+        base = self.device_config_key(device)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(f"{base}:alive", "1", ex=PRESENCE_TTL_S)
+        pipe.set(f"{base}:last_seen", utc_now_iso())
+        pipe.execute()
+
+    def mark_absent(self, device: str) -> None:
+        """A device worker is shutting down."""
+        self.redis.delete(f"{self.device_config_key(device)}:alive")
+
+    def append_rx(self, device: str, data: bytes, command_id: str | None = None) -> None:
+        """Keep bytes that answered no command, so a person can see what the device said."""
+        self.redis.xadd(
+            self.rx_key(device),
+            {"data": data, "at": utc_now_iso(), "after": command_id or ""},
+            maxlen=RX_STREAM_MAXLEN,
+            approximate=True,
+        )
+
+    # sweeps for the reaper ----------------------------------------------------------------
+    def due(self, which: str, now: float | None = None) -> list[str]:
+        """Command ids whose expiry (`expiries`) or lease (`leases`) has passed, by Redis time."""
+        if now is None:
+            seconds, micros = self.redis.time()
+            now = seconds + micros / 1_000_000
+        ids = self.redis.zrangebyscore(f"{self.prefix}:{which}", "-inf", now, start=0, num=500)
+        return [i.decode() for i in ids]
+
+    def queued_ids(self, device: str) -> list[str]:
+        """A device's queued command ids, oldest first."""
+        return [i.decode() for i in self.redis.zrange(self.device_set_key(device, "queued"), 0, -1)]
+
+
+def _event(fields: dict[bytes, bytes]) -> dict[str, Any]:
+    values = {k.decode(): v.decode() for k, v in fields.items()}
+    return {"state": values["state"], "at": values["at"], "detail": values.get("detail") or None}
+
+
+def is_settled_for_wait(values: dict[str, Any]) -> bool:
+    """A long-poll returns once a command is terminal or waits for a person's analysis."""
+    if values["state"] in TERMINAL:
+        return True
+    analysis = values.get("analysis") or {}
+    return values["state"] == State.RESPONDED and analysis.get("analyzer") == "manual"
+
+
+__all__ = ["DeviceState", "LiveStore", "TransitionResult", "is_settled_for_wait"]

@@ -1,0 +1,85 @@
+"""The recorder: copies every transition from Redis into the SQL ledger, in order, once."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import redis
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from tasks.command_record import from_redis_fields
+from tasks.db import ledger
+from tasks.live_store import LiveStore
+
+log = logging.getLogger("hwq.recorder")
+
+GROUP = "recorder"
+# Entries taken per round; one SQL transaction covers them all.
+BATCH = 200
+# How long one read blocks before the loop looks at its stop flag again.
+BLOCK_MS = 1000
+
+
+class Recorder:
+    """Reads the transitions stream as a consumer group, so a crash replays unacked entries."""
+
+    def __init__(self, live: LiveStore, sessions: sessionmaker[Session], consumer: str) -> None:
+        self.live = live
+        self.sessions = sessions
+        self.consumer = consumer
+        self._group_ready = False
+
+    def _ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            self.live.redis.xgroup_create(self.live.transitions_key, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as e:
+            if "BUSYGROUP" not in str(e):
+                raise
+        self._group_ready = True
+
+    def record_once(self, block_ms: int = BLOCK_MS) -> int:
+        """Copy one batch; returns how many entries were recorded."""
+        self._ensure_group()
+        key = self.live.transitions_key
+        # Entries this consumer read but did not acknowledge before a crash come first.
+        replies = self.live.redis.xreadgroup(GROUP, self.consumer, {key: "0"}, count=BATCH)
+        entries = replies[0][1] if replies else []
+        if not entries:
+            replies = self.live.redis.xreadgroup(
+                GROUP, self.consumer, {key: ">"}, count=BATCH, block=block_ms
+            )
+            entries = replies[0][1] if replies else []
+        if not entries:
+            return 0
+        decoded = [_decode(fields) for _, fields in entries]
+        with self.sessions() as session, session.begin():
+            for entry in decoded:
+                ledger.record_transition(session, entry)
+        ids = [entry_id for entry_id, _ in entries]
+        pipe = self.live.redis.pipeline()
+        pipe.xack(key, GROUP, *ids)
+        pipe.xdel(key, *ids)
+        pipe.execute()
+        return len(entries)
+
+    def run(self, stop: threading.Event) -> None:
+        """Record until `stop` is set; outages of Redis or SQL are waited out, not fatal."""
+        while not stop.is_set():
+            try:
+                self.record_once()
+            except (redis.RedisError, SQLAlchemyError) as e:
+                self._group_ready = False
+                log.warning("recorder waiting for its stores", extra={"error": str(e)})
+                stop.wait(1.0)
+
+
+def _decode(fields: dict[bytes, bytes]) -> dict[str, Any]:
+    raw = {k.decode(): v.decode() for k, v in fields.items()}
+    values = from_redis_fields(raw)
+    values["seq"] = int(raw["seq"])
+    return values

@@ -1,0 +1,343 @@
+"""What the API does, independent of HTTP: devices, submission, reads, cancel, analysis."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import redis
+from celery import Celery
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from config import Settings
+from tasks import live_store as live_module
+from tasks.analysis import check_analysis_request
+from tasks.auth import Principal
+from tasks.celery_app import EXECUTE_TASK, PUBLISH_RETRY_POLICY, create_celery
+from tasks.command_record import public_view, utc_now_iso
+from tasks.connections import redis_client
+from tasks.db import ledger, registry, tokens
+from tasks.db.engine import make_engine, make_sessions
+from tasks.errors import (
+    CommandStateError,
+    Conflict,
+    NotFound,
+    QueueFull,
+    ServiceUnavailable,
+    Unauthorized,
+    ValidationFailed,
+)
+from tasks.lifecycle import TERMINAL, State
+from tasks.queues import device_queue
+
+log = logging.getLogger("hwq.service")
+
+# A token lookup is cached this long, so a busy client costs one SQL query per minute.
+TOKEN_CACHE_TTL_S = 60.0
+
+
+def _version() -> str:
+    try:
+        return version("hwq")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+class HwqService:
+    """The operations behind every API route."""
+
+    def __init__(self, settings: Settings, celery: Celery | None = None) -> None:
+        self.settings = settings
+        self.redis = redis_client(settings, max_connections=max(64, settings.api_threads * 2))
+        self.live = live_module.LiveStore(self.redis, settings.key_prefix)
+        self.engine = make_engine(settings.sqlalchemy_url)
+        self.sessions = make_sessions(self.engine)
+        self.celery = celery or create_celery(settings)
+        self._token_cache: dict[str, tuple[float, Principal]] = {}
+        self._token_lock = threading.Lock()
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        with self.sessions() as session, session.begin():
+            yield session
+
+    # health and auth ----------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        """Whether Redis and the database answer."""
+        redis_ok = database_ok = True
+        try:
+            self.redis.ping()
+        except redis.RedisError:
+            redis_ok = False
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except SQLAlchemyError:
+            database_ok = False
+        return {
+            "status": "ok" if redis_ok and database_ok else "degraded",
+            "redis": "ok" if redis_ok else "down",
+            "database": "ok" if database_ok else "down",
+            "version": _version(),
+        }
+
+    def authenticate(self, token: str) -> Principal:
+        """The principal behind a bearer token."""
+        now = time.monotonic()
+        with self._token_lock:
+            cached = self._token_cache.get(token)
+        if cached and cached[0] > now:
+            return cached[1]
+        with self._session() as session:
+            principal = tokens.find_principal(session, token)
+        if principal is None:
+            raise Unauthorized("the bearer token is not valid")
+        with self._token_lock:
+            self._token_cache[token] = (now + TOKEN_CACHE_TTL_S, principal)
+        return principal
+
+    def create_token(self, role: str, name: str) -> str:
+        """A new token for `name` with `role`."""
+        with self._session() as session:
+            return tokens.create_token(session, role, name)
+
+    # devices ------------------------------------------------------------------------------
+    def _device_view(self, values: dict[str, Any]) -> dict[str, Any]:
+        return {**values, **self.live.device_status(values["name"])}
+
+    def _mirror(self, values: dict[str, Any]) -> None:
+        self.live.put_device_config(
+            values["name"], {k: values[k] for k in registry.WORKER_FIELDS}
+        )
+
+    def list_devices(self) -> list[dict[str, Any]]:
+        """Every device with its live state."""
+        with self._session() as session:
+            rows = [registry.device_values(r) for r in registry.list_devices(session)]
+        return [self._device_view(values) for values in rows]
+
+    def get_device(self, name: str) -> dict[str, Any]:
+        """One device with its live state."""
+        with self._session() as session:
+            row = registry.get_device(session, name)
+            if row is None:
+                raise NotFound(f"no device named {name!r}")
+            values = registry.device_values(row)
+        return self._device_view(values)
+
+    def register_device(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Add a device and mirror it for its worker."""
+        with self._session() as session:
+            if registry.get_device(session, spec["name"]) is not None:
+                raise Conflict(f"a device named {spec['name']!r} exists already")
+            values = registry.device_values(registry.add_device(session, spec))
+            self._mirror(values)
+        log.info("device registered", extra={"device": values["name"]})
+        return self._device_view(values)
+
+    def _refuse_if_busy(self, name: str, action: str) -> None:
+        if self.live.device_busy(name):
+            raise CommandStateError(f"device {name!r} has commands queued or in flight; {action}")
+
+    def update_device(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Change settings or rename; refused while commands are queued or in flight."""
+        with self._session() as session:
+            row = registry.get_device(session, name)
+            if row is None:
+                raise NotFound(f"no device named {name!r}")
+            self._refuse_if_busy(name, "wait for them or cancel them first")
+            new_name = changes.get("name", name)
+            if new_name != name and registry.get_device(session, new_name) is not None:
+                raise Conflict(f"a device named {new_name!r} exists already")
+            registry.change_device(session, row, changes)
+            values = registry.device_values(row)
+            if new_name != name:
+                self.live.forget_device(name)
+            self._mirror(values)
+        log.info("device updated", extra={"device": new_name})
+        return self._device_view(values)
+
+    def delete_device(self, name: str) -> None:
+        """Remove a device; its command history stays."""
+        with self._session() as session:
+            row = registry.get_device(session, name)
+            if row is None:
+                raise NotFound(f"no device named {name!r}")
+            self._refuse_if_busy(name, "wait for them or cancel them first")
+            session.delete(row)
+            self.live.forget_device(name)
+        log.info("device deleted", extra={"device": name})
+
+    def _device_config(self, name: str) -> dict[str, Any]:
+        config = self.live.device_config(name)
+        if config is not None:
+            return config
+        # The mirror can be missing after Redis lost its data; SQL is the truth.
+        with self._session() as session:
+            row = registry.get_device(session, name)
+            if row is None:
+                raise NotFound(f"no device named {name!r}")
+            values = registry.device_values(row)
+        self._mirror(values)
+        return values
+
+    # commands -----------------------------------------------------------------------------
+    def submit(self, device: str, user: str, request: dict[str, Any]) -> dict[str, Any]:
+        """Accept a command: ledger row, live state, then the message to the device's queue."""
+        config = self._device_config(device)
+        if request["kind"] == "python" and not _allows_python(config):
+            raise ValidationFailed(
+                f"device {device!r} does not allow python commands",
+                [{"field": "kind", "message": "python is not enabled on this device"}],
+            )
+        analysis = request.get("analysis")
+        check_analysis_request(analysis)
+        values: dict[str, Any] = {
+            "id": str(uuid.uuid4()),
+            "device": device,
+            "user": user,
+            "kind": request["kind"],
+            "payload": request["payload"],
+            "read": request.get("read"),
+            "timeout_s": float(request.get("timeout_s") or 5.0),
+            "expires_s": request.get("expires_s"),
+            "idempotent": bool(request.get("idempotent")),
+            "analysis": None if analysis is None else {**analysis, "value": None},
+            "attempts": 0,
+            "created_at": utc_now_iso(),
+        }
+        with self._session() as session:
+            ledger.insert_command(session, values)
+            session.flush()
+            result = self.live.create(values, self.settings.queue_cap)
+            if result.queue_full:
+                raise QueueFull(
+                    f"device {device!r} already holds {self.settings.queue_cap} queued commands"
+                )
+        self._publish(values)
+        log.info(
+            "command accepted",
+            extra={"device": device, "command": values["id"], "kind": values["kind"]},
+        )
+        return public_view(self.live.get(values["id"]) or values)
+
+    def _publish(self, values: dict[str, Any]) -> None:
+        try:
+            self.celery.send_task(
+                EXECUTE_TASK,
+                args=[values["id"]],
+                task_id=values["id"],
+                queue=device_queue(values["device"]),
+                retry=True,
+                retry_policy=PUBLISH_RETRY_POLICY,
+            )
+        except Exception as e:
+            # Undo both records so a 503 leaves nothing half-created behind.
+            self._discard(values["id"])
+            raise ServiceUnavailable(f"the broker did not take the command: {e}") from e
+
+    def _discard(self, command_id: str) -> None:
+        try:
+            self.live.move(command_id, State.CANCELLED, detail="not published")
+            self.redis.delete(self.live.command_key(command_id), self.live.log_key(command_id))
+        except redis.RedisError:
+            log.warning("could not discard live state", extra={"command": command_id})
+        with self._session() as session:
+            ledger.delete_command(session, command_id)
+
+    def _values(self, command_id: str) -> dict[str, Any]:
+        values = self.live.get(command_id)
+        if values is not None:
+            return values
+        with self._session() as session:
+            row = ledger.get_command(session, command_id)
+            if row is None:
+                raise NotFound(f"no command with id {command_id!r}")
+            return ledger.command_view(row)
+
+    def get_command(self, command_id: str) -> dict[str, Any]:
+        """One command, live state first, else the ledger."""
+        return public_view(self._values(command_id))
+
+    def wait_command(self, command_id: str, wait_s: float) -> dict[str, Any]:
+        """The command once it settles, or after `wait_s` seconds, whichever is first."""
+        values = self.live.wait(command_id, wait_s, live_module.is_settled_for_wait)
+        return public_view(values) if values is not None else self.get_command(command_id)
+
+    def list_commands(
+        self, *, device: str | None, state: str | None, limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """History newest first; rows not yet final in SQL show their live state."""
+        with self._session() as session:
+            rows, next_cursor = ledger.list_commands(
+                session, device=device, state=state, limit=limit, cursor=cursor
+            )
+            items = [ledger.command_view(row) for row in rows]
+        pending = [i for i, item in enumerate(items) if item["state"] not in TERMINAL]
+        if pending:
+            pipe = self.redis.pipeline(transaction=False)
+            for i in pending:
+                pipe.hgetall(self.live.command_key(items[i]["id"]))
+            for i, raw in zip(pending, pipe.execute(), strict=True):
+                if raw:
+                    items[i] = live_module.from_redis_fields(
+                        {k.decode(): v.decode() for k, v in raw.items()}
+                    )
+        return [public_view(item) for item in items], next_cursor
+
+    def cancel(self, command_id: str) -> dict[str, Any]:
+        """queued → cancelled; anything else is a conflict."""
+        result = self.live.move(
+            command_id,
+            State.CANCELLED,
+            expected=(State.QUEUED,),
+            detail="cancelled by request",
+            fields={"cancel": "1"},
+        )
+        if not result.moved:
+            current = self._values(command_id)["state"]
+            raise CommandStateError(
+                f"command {command_id} is {current}; only a queued command can be cancelled"
+            )
+        log.info("command cancelled", extra={"command": command_id})
+        return self.get_command(command_id)
+
+    def analyse(self, command_id: str, value: object) -> dict[str, Any]:
+        """Record a person's analysis: responded → done, for commands that asked for one."""
+        values = self._values(command_id)
+        analysis = values.get("analysis") or {}
+        if analysis.get("analyzer") != "manual":
+            raise CommandStateError(f"command {command_id} did not ask for manual analysis")
+        result = self.live.move(
+            command_id,
+            State.DONE,
+            expected=(State.RESPONDED,),
+            detail="analysis recorded",
+            fields={"analysis": {**analysis, "value": value}},
+        )
+        if not result.moved:
+            raise CommandStateError(
+                f"command {command_id} is {values['state']}; analysis needs it responded"
+            )
+        return self.get_command(command_id)
+
+    def command_events(self, command_id: str) -> list[dict[str, Any]]:
+        """The event log: live while Redis has it, else the ledger's copy."""
+        if self.live.state_of(command_id) is not None:
+            return self.live.events(command_id)
+        with self._session() as session:
+            if ledger.get_command(session, command_id) is None:
+                raise NotFound(f"no command with id {command_id!r}")
+            return ledger.events(session, command_id)
+
+
+def _allows_python(config: dict[str, Any]) -> bool:
+    return bool((config.get("options") or {}).get("allow_python"))

@@ -1,0 +1,154 @@
+-- Every change of a command's state goes through this script, so that each one is a
+-- compare-and-set on an allowed edge, logged with its time, and mirrored into the
+-- per-device sets and the recorder's stream in the same atomic step.
+--
+-- ARGV: 1 key prefix, 2 mode ("create" | "move" | "claim"), 3 command id, 4 now (ISO 8601),
+--       5 detail, 6 expected states ("*" or comma list), 7 target states (comma list,
+--       applied in order), 8 lease seconds ("" for none), 9 queue cap or expires_s (create),
+--       10.. field/value pairs to store with the change.
+-- Returns {code, previous state, new state}: code 1 moved, 0 refused, -1 no such command,
+-- -2 device queue full (create only).
+
+local prefix, mode, id, now_iso, detail = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local expected, targets, lease_s, extra = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local cmd_key = prefix .. ':cmd:' .. id
+local log_key = cmd_key .. ':log'
+local transitions_key = prefix .. ':transitions'
+local expiries_key = prefix .. ':expiries'
+local leases_key = prefix .. ':leases'
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+
+--ALLOWED--
+--TERMINAL--
+-- How long a finished command's live state stays in Redis; the SQL ledger keeps it forever.
+local FINISHED_TTL_S = 86400
+
+local function split(text)
+  local out = {}
+  for part in string.gmatch(text, '[^,]+') do table.insert(out, part) end
+  return out
+end
+
+local function fields_from(start)
+  local pairs_ = {}
+  for i = start, #ARGV do table.insert(pairs_, ARGV[i]) end
+  return pairs_
+end
+
+local function device_key(device, state)
+  if state == 'queued' then return prefix .. ':dev:' .. device .. ':queued' end
+  if state == 'dispatched' then return prefix .. ':dev:' .. device .. ':inflight' end
+  if state == 'responded' then return prefix .. ':dev:' .. device .. ':responded' end
+  return nil
+end
+
+local function leave(device, state)
+  local key = device_key(device, state)
+  if key then redis.call(state == 'queued' and 'ZREM' or 'SREM', key, id) end
+  if state == 'queued' then redis.call('ZREM', expiries_key, id) end
+  if state == 'dispatched' then redis.call('ZREM', leases_key, id) end
+end
+
+local function enter(device, state)
+  local key = device_key(device, state)
+  if state == 'queued' then
+    redis.call('ZADD', key, now, id)
+  elseif key then
+    redis.call('SADD', key, id)
+  end
+  if state == 'dispatched' and lease_s ~= '' then
+    -- The worker ends the command by its own timeout; the lease adds a grace for the rest.
+    local timeout_s = tonumber(redis.call('HGET', cmd_key, 'timeout_s')) or 0
+    redis.call('ZADD', leases_key, now + timeout_s + tonumber(lease_s), id)
+  end
+  if TERMINAL[state] then
+    redis.call('EXPIRE', cmd_key, FINISHED_TTL_S)
+    redis.call('EXPIRE', log_key, FINISHED_TTL_S)
+  end
+end
+
+-- Appends one event to the command's own log (which waiters block on) and to the
+-- recorder's stream, with every field this change stored.
+local function record(state, fields)
+  local seq = redis.call('HINCRBY', cmd_key, 'seq', 1)
+  redis.call('XADD', log_key, '*', 'seq', seq, 'state', state, 'at', now_iso, 'detail', detail)
+  local entry = {'id', id, 'seq', seq, 'state', state, 'at', now_iso, 'detail', detail}
+  for i = 1, #fields do table.insert(entry, fields[i]) end
+  redis.call('XADD', transitions_key, '*', unpack(entry))
+end
+
+if mode == 'create' then
+  local fields = fields_from(10)
+  local device = nil
+  for i = 1, #fields, 2 do
+    if fields[i] == 'device' then device = fields[i + 1] end
+  end
+  if redis.call('EXISTS', cmd_key) == 1 then return {0, redis.call('HGET', cmd_key, 'state'), ''} end
+  local cap = tonumber(extra)
+  if redis.call('ZCARD', device_key(device, 'queued')) >= cap then return {-2, '', ''} end
+  redis.call('HSET', cmd_key, 'state', 'queued', 'seq', 0, unpack(fields))
+  local expires_s = redis.call('HGET', cmd_key, 'expires_s')
+  if expires_s and expires_s ~= '' then
+    local deadline = now + tonumber(expires_s)
+    redis.call('HSET', cmd_key, 'expires_at', deadline)
+    redis.call('ZADD', expiries_key, deadline, id)
+  end
+  enter(device, 'queued')
+  table.insert(fields, 'state')
+  table.insert(fields, 'queued')
+  record('queued', fields)
+  return {1, '', 'queued'}
+end
+
+local state = redis.call('HGET', cmd_key, 'state')
+if not state then return {-1, '', ''} end
+local device = redis.call('HGET', cmd_key, 'device')
+
+local wanted = split(targets)
+if mode == 'claim' then
+  local deadline = redis.call('HGET', cmd_key, 'expires_at')
+  if state == 'queued' and redis.call('HGET', cmd_key, 'cancel') == '1' then
+    wanted = {'cancelled'}
+  elseif state == 'queued' and deadline and deadline ~= '' and now > tonumber(deadline) then
+    wanted = {'expired'}
+  else
+    wanted = {'dispatched'}
+  end
+elseif expected ~= '*' then
+  local ok = false
+  for _, s in ipairs(split(expected)) do if s == state then ok = true end end
+  if not ok then return {0, state, state} end
+end
+
+local fields = fields_from(10)
+local previous = state
+for step, target in ipairs(wanted) do
+  if not (ALLOWED[state] and ALLOWED[state][target]) then
+    if step == 1 then return {0, previous, state} end
+    break
+  end
+  leave(device, state)
+  local stored = {'state', target}
+  if step == 1 then
+    for i = 1, #fields do table.insert(stored, fields[i]) end
+  end
+  if target == 'dispatched' then
+    -- attempts counts the deliveries that won the claim, so a retry shows as attempt 2.
+    redis.call('HINCRBY', cmd_key, 'attempts', 1)
+    table.insert(stored, 'dispatched_at'); table.insert(stored, now_iso)
+    table.insert(stored, 'attempts'); table.insert(stored, redis.call('HGET', cmd_key, 'attempts'))
+  elseif target == 'responded' then
+    table.insert(stored, 'responded_at'); table.insert(stored, now_iso)
+  end
+  if TERMINAL[target] then
+    table.insert(stored, 'finished_at'); table.insert(stored, now_iso)
+  end
+  redis.call('HSET', cmd_key, unpack(stored))
+  enter(device, target)
+  record(target, stored)
+  state = target
+end
+if state == previous then return {0, previous, state} end
+return {1, previous, state}

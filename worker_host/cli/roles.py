@@ -1,0 +1,177 @@
+"""Role subcommands: each runs one part of hwq in the foreground."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import click
+
+from config import Settings, load_settings
+from config.logging import configure_logging
+from tasks.celery_app import create_celery
+from tasks.db.engine import make_engine, make_sessions, migrate
+from tasks.db.tokens import create_token
+from tasks.queues import SERVER_QUEUE
+from tasks.server_worker import install_server_duties
+from worker_host.simulator import SimulatedDevice, run_simulator
+
+SIM_KINDS = ["scpi", "echo", "frame"]
+# Threads of the server worker's pool: analysis is short, recording runs beside it.
+SERVER_WORKER_THREADS = 4
+
+
+def _settings(home: str | None = None) -> Settings:
+    settings = load_settings()
+    if home:
+        settings = settings.with_overrides(home=Path(home))
+    return settings
+
+
+def _logging(settings: Settings, **context: object) -> None:
+    configure_logging(settings.log_level, settings.log_json, **context)
+
+
+@click.command()
+@click.option("--host", default=None, help="Address to listen on (HWQ_API_HOST).")
+@click.option("--port", type=int, default=None, help="Port to listen on (HWQ_API_PORT).")
+def api(host: str | None, port: int | None) -> None:
+    """Serve the HTTP API (gunicorn, threaded)."""
+    from worker_host.api_server import ApiServer
+
+    settings = _settings()
+    _logging(settings, role="api")
+    ApiServer(settings, host or settings.api_host, port or settings.api_port).run()
+
+
+@click.command("server-worker")
+def server_worker() -> None:
+    """Run the server worker: recorder, reaper and analysis (queue hwq.server)."""
+    settings = _settings()
+    _logging(settings, role="server-worker")
+    app = create_celery(settings)
+    install_server_duties(app, settings)
+    app.worker_main(
+        [
+            "worker",
+            "--queues", SERVER_QUEUE,
+            "--hostname", f"server@{settings.hostname}",
+            "--pool", "threads",
+            "--concurrency", str(SERVER_WORKER_THREADS),
+            "--without-gossip",
+            "--without-mingle",
+            "--task-events",
+            "--loglevel", settings.log_level,
+        ]  # fmt: skip
+    )
+
+
+@click.command("device-worker")
+@click.argument("name")
+@click.option("--address", default=None, help="pyserial URL or path, overriding the registry.")
+@click.option("--baudrate", type=int, default=None, help="Baud rate, overriding the registry.")
+@click.option("--codec", type=click.Choice(["line", "raw", "frame"]), default=None)
+@click.option(
+    "--simulate",
+    type=click.Choice(SIM_KINDS),
+    default=None,
+    help="Start a simulated device of this kind in-process and use it.",
+)
+def device_worker(
+    name: str,
+    address: str | None,
+    baudrate: int | None,
+    codec: str | None,
+    simulate: str | None,
+) -> None:
+    """Run the worker of device NAME (queue hwq.device.NAME)."""
+    from worker_host.device_worker import device_worker_argv, install_device_runtime
+
+    settings = _settings()
+    _logging(settings, role="device-worker", device=name)
+    if simulate:
+        simulator = SimulatedDevice(simulate, name, settings.home / "sim" / f"{name}.log")
+        address = simulator.start()
+        threading.Thread(target=simulator.serve_forever, name="hwq-sim", daemon=True).start()
+    app = create_celery(settings)
+    overrides = {"address": address, "baudrate": baudrate, "codec": codec}
+    install_device_runtime(app, settings, name, overrides)
+    app.worker_main(device_worker_argv(name, settings, settings.log_level))
+
+
+@click.command()
+@click.option("--port", type=int, default=None, help="Port (HWQ_FLOWER_PORT).")
+@click.option("--address", default="127.0.0.1", show_default=True)
+def flower(port: int | None, address: str) -> None:
+    """Run Flower, the monitoring dashboard, behind basic auth."""
+    settings = _settings()
+    auth = settings.flower_auth
+    auth_file = settings.home / "flower.auth"
+    if not auth and auth_file.is_file():
+        auth = auth_file.read_text().strip()
+    if not auth or ":" not in auth:
+        raise click.ClickException(
+            "Flower needs a login: set HWQ_FLOWER_AUTH=user:password "
+            f"(or write it to {auth_file})"
+        )
+    # Passed through the environment so the password never shows in a process listing.
+    os.environ["FLOWER_BASIC_AUTH"] = auth
+    _logging(settings, role="flower")
+    app = create_celery(settings)
+    app.start(["flower", f"--port={port or settings.flower_port}", f"--address={address}"])
+
+
+@click.command()
+@click.option("--kind", type=click.Choice(SIM_KINDS), default="scpi", show_default=True)
+@click.option("--name", default="sim0", show_default=True)
+@click.option("--home", default=None, help="hwq home folder; the log goes to HOME/sim/NAME.log.")
+@click.option("--link", default=None, help="Keep a symlink to the pseudo-terminal here.")
+def sim(kind: str, name: str, home: str | None, link: str | None) -> None:
+    """Run a simulated device on a pseudo-terminal and print its path."""
+    settings = _settings(home)
+    log_path = settings.home / "sim" / f"{name}.log"
+
+    def ready(path: str) -> None:
+        click.echo(path, nl=True)
+
+    run_simulator(kind, name, log_path, Path(link) if link else None, ready)
+
+
+@click.command("migrate")
+def migrate_command() -> None:
+    """Create or upgrade the results database schema."""
+    settings = _settings()
+    migrate(make_engine(settings.sqlalchemy_url))
+    click.echo("database is at the newest schema")
+
+
+@click.group()
+def token() -> None:
+    """Manage API tokens."""
+
+
+@token.command("create")
+@click.option(
+    "--role", required=True, type=click.Choice(["admin", "operator", "viewer", "device"])
+)
+@click.option("--name", required=True, help="Who or what the token is for.")
+def token_create(role: str, name: str) -> None:
+    """Create a token and print it; it is shown this once only."""
+    settings = _settings()
+    engine = make_engine(settings.sqlalchemy_url)
+    migrate(engine)
+    with make_sessions(engine)() as session, session.begin():
+        value = create_token(session, role, name)
+    click.echo(value)
+
+
+COMMANDS: list[click.Command] = [
+    api,
+    server_worker,
+    device_worker,
+    flower,
+    sim,
+    migrate_command,
+    token,
+]

@@ -1,0 +1,139 @@
+"""The device runtime: claims a command, talks to the port, reports the outcome."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from celery import Celery
+
+from tasks.analysis import MANUAL
+from tasks.celery_app import ANALYZE_TASK, PUBLISH_RETRY_POLICY
+from tasks.errors import DeviceError, ReplyTimeout
+from tasks.lifecycle import State
+from tasks.live_store import LiveStore
+from tasks.queues import SERVER_QUEUE
+from worker_host.exchange import DeviceExchange
+from worker_host.transport import SerialTransport
+
+log = logging.getLogger("hwq.device")
+
+# Settings whose change means the port must be opened anew.
+_PORT_SETTINGS = ("address", "baudrate")
+
+
+class DeviceRuntime:
+    """Runs one device's commands, one at a time, keeping its port open between them."""
+
+    def __init__(
+        self,
+        live: LiveStore,
+        celery: Celery,
+        device: str,
+        node_name: str,
+        overrides: dict[str, Any] | None = None,
+    ) -> None:
+        self.live = live
+        self.celery = celery
+        self.device = device
+        self.node_name = node_name
+        self.overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+        self._exchange: DeviceExchange | None = None
+        self._port_settings: tuple[Any, ...] | None = None
+        # Celery's thread pool has one thread, but a redelivery must never race the port.
+        self._lock = threading.Lock()
+
+    def _device_config(self) -> dict[str, Any]:
+        config = self.live.device_config(self.device) or {"name": self.device}
+        config.update(self.overrides)
+        if not config.get("address"):
+            raise DeviceError(f"device {self.device} has no address; register it with one")
+        return config
+
+    def _exchange_for(self, config: dict[str, Any]) -> DeviceExchange:
+        settings = tuple(config.get(k) for k in _PORT_SETTINGS)
+        if self._exchange is None or settings != self._port_settings:
+            if self._exchange is not None:
+                self._exchange.transport.close()
+            transport = SerialTransport(str(config["address"]), int(config.get("baudrate") or 0))
+            self._exchange = DeviceExchange(transport, on_noise=self._noise)
+            self._port_settings = settings
+        return self._exchange
+
+    def _noise(self, data: bytes) -> None:
+        self.live.append_rx(self.device, data)
+
+    def execute(self, command_id: str) -> None:
+        """Run a command if this delivery wins its claim; any other delivery does nothing."""
+        with self._lock:
+            self._execute(command_id)
+
+    def _execute(self, command_id: str) -> None:
+        context = {"device": self.device, "command": command_id}
+        claim = self.live.claim(command_id, self.node_name)
+        if not claim.moved:
+            log.info("delivery inert", extra={**context, "state": claim.state})
+            return
+        if claim.state != State.DISPATCHED:
+            log.info("command ended before dispatch", extra={**context, "state": claim.state})
+            return
+        values = self.live.get(command_id)
+        if values is None:
+            return
+        try:
+            exchange = self._exchange_for(self._device_config())
+            exchange.check_ready()
+            # The last look before bytes go out: the claim must still be this delivery's.
+            if self.live.state_of(command_id) != State.DISPATCHED:
+                log.warning("claim lost before writing", extra=context)
+                return
+            response = exchange.run(
+                values["kind"], values["payload"], float(values["timeout_s"]), values.get("read")
+            )
+        except ReplyTimeout as e:
+            self._finish(command_id, State.TIMED_OUT, str(e), context)
+        except DeviceError as e:
+            self._finish(command_id, State.FAILED, str(e), context)
+        except Exception as e:  # a bug must still end the command, never strand it
+            log.exception("command crashed the runtime", extra=context)
+            self._finish(command_id, State.FAILED, f"{type(e).__name__}: {e}", context)
+        else:
+            self._record_reply(command_id, values, response, context)
+
+    def _finish(self, command_id: str, state: State, error: str, context: dict[str, str]) -> None:
+        self.live.move(
+            command_id, state, expected=(State.DISPATCHED,), detail=error, fields={"error": error}
+        )
+        log.warning("command %s", state.value, extra={**context, "error": error})
+
+    def _record_reply(
+        self,
+        command_id: str,
+        values: dict[str, Any],
+        response: dict[str, Any],
+        context: dict[str, str],
+    ) -> None:
+        analysis = values.get("analysis")
+        targets = (State.RESPONDED,) if analysis else (State.RESPONDED, State.DONE)
+        self.live.move(
+            command_id,
+            *targets,
+            expected=(State.DISPATCHED,),
+            detail="reply received",
+            fields={"response": response},
+        )
+        log.info("command responded", extra=context)
+        if analysis and analysis.get("analyzer") != MANUAL:
+            self.celery.send_task(
+                ANALYZE_TASK,
+                args=[command_id],
+                queue=SERVER_QUEUE,
+                retry=True,
+                retry_policy=PUBLISH_RETRY_POLICY,
+            )
+
+    def close(self) -> None:
+        """Close the port."""
+        if self._exchange is not None:
+            self._exchange.transport.close()

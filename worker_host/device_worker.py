@@ -1,0 +1,90 @@
+"""A device worker: a Celery worker consuming one device's queue, bound to its port."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from celery import Celery, bootsteps
+
+from config import Settings
+from tasks import definitions
+from tasks.connections import redis_client
+from tasks.live_store import PRESENCE_TTL_S, LiveStore
+from tasks.queues import device_queue, device_worker_name
+from worker_host.device_runtime import DeviceRuntime
+
+log = logging.getLogger("hwq.device")
+
+
+def device_worker_argv(device: str, settings: Settings, log_level: str) -> list[str]:
+    """Celery worker arguments for one device.
+
+    A pool of one thread runs one command at a time while the main thread keeps answering
+    heartbeats, Flower and remote control; gossip and mingle are off because a device worker
+    needs nothing from its peers.
+    """
+    return [
+        "worker",
+        "--queues",
+        device_queue(device),
+        "--hostname",
+        device_worker_name(device, settings.hostname),
+        "--pool",
+        "threads",
+        "--concurrency",
+        "1",
+        "--prefetch-multiplier",
+        "1",
+        "--without-gossip",
+        "--without-mingle",
+        "--task-events",
+        "--loglevel",
+        log_level,
+    ]
+
+
+def install_device_runtime(
+    app: Celery, settings: Settings, device: str, overrides: dict[str, Any]
+) -> DeviceRuntime:
+    """Plug a runtime for `device` into this process and keep the device's presence fresh."""
+    live = LiveStore(redis_client(settings, max_connections=8), settings.key_prefix)
+    runtime = DeviceRuntime(
+        live, app, device, device_worker_name(device, settings.hostname), overrides
+    )
+    definitions.install("executor", runtime)
+
+    class DevicePresence(bootsteps.StartStopStep):
+        """Marks the device online while the worker runs, offline once it stops."""
+
+        requires = ("celery.worker.components:Pool",)
+
+        def __init__(self, worker: Any, **kwargs: Any) -> None:
+            super().__init__(worker, **kwargs)
+            self.stop_flag = threading.Event()
+            self.thread: threading.Thread | None = None
+
+        def start(self, worker: Any) -> None:
+            self.thread = threading.Thread(target=self._beat, name="hwq-presence", daemon=True)
+            self.thread.start()
+            log.info("device worker ready", extra={"device": device})
+
+        def _beat(self) -> None:
+            while not self.stop_flag.is_set():
+                try:
+                    live.mark_present(device)
+                except Exception as e:  # Redis away: keep trying, the TTL says offline
+                    log.warning("presence not recorded", extra={"device": device, "error": str(e)})
+                self.stop_flag.wait(PRESENCE_TTL_S / 3)
+
+        def stop(self, worker: Any) -> None:
+            self.stop_flag.set()
+            try:
+                live.mark_absent(device)
+            except Exception:
+                log.warning("could not mark device offline", extra={"device": device})
+            runtime.close()
+
+    app.steps["worker"].add(DevicePresence)
+    return runtime

@@ -1,0 +1,122 @@
+"""Starts and supervises child processes for `hwq up`; stops every one of them on exit."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger("hwq.up")
+
+# A child that exits is started again after this pause, at most this many times.
+RESTART_DELAY_S = 1.0
+MAX_RESTARTS = 5
+# How long children get to stop after SIGTERM before they are killed.
+STOP_TIMEOUT_S = 15.0
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM the child if `hwq up` itself is killed, so nothing is orphaned."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+    # Own process group: a Ctrl-C reaches only `hwq up`, which then stops children in order.
+    os.setpgrp()
+
+
+@dataclass
+class Child:
+    """One supervised process."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    started_at: float = field(default=0.0)
+
+    def start(self) -> None:
+        """Start (or restart) the process, appending its output to its log file."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as output:
+            self.process = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+            )
+        self.started_at = time.monotonic()
+
+    def running(self) -> bool:
+        """Whether the process is alive."""
+        return self.process is not None and self.process.poll() is None
+
+    def tail(self, lines: int = 15) -> str:
+        """The last lines of the child's log, to show why it stopped."""
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+class Supervisor:
+    """Children started in order and stopped in reverse order."""
+
+    def __init__(self, log_dir: Path, report: Callable[[str], None]) -> None:
+        self.log_dir = log_dir
+        self.report = report
+        self.children: list[Child] = []
+
+    def start(self, name: str, args: list[str], env: dict[str, str]) -> Child:
+        """Start `hwq ARGS…` as a child named `name`."""
+        argv = [sys.executable, "-m", "worker_host.cli", *args]
+        child = Child(name, argv, env, self.log_dir / f"{name}.log")
+        child.start()
+        self.children.append(child)
+        return child
+
+    def check(self) -> None:
+        """Restart children that died, a bounded number of times."""
+        for child in self.children:
+            if child.running() or child.process is None:
+                continue
+            code = child.process.returncode
+            if child.restarts >= MAX_RESTARTS:
+                continue
+            child.restarts += 1
+            self.report(
+                f"{child.name} exited with status {code}; restarting "
+                f"({child.restarts}/{MAX_RESTARTS}). Last lines of {child.log_path}:\n"
+                f"{child.tail()}"
+            )
+            time.sleep(RESTART_DELAY_S)
+            child.start()
+
+    def stop_all(self) -> None:
+        """SIGTERM every child, newest first, then kill what is still running."""
+        for child in reversed(self.children):
+            if child.running() and child.process is not None:
+                child.process.terminate()
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for child in reversed(self.children):
+            if child.process is None:
+                continue
+            try:
+                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("child did not stop; killing it", extra={"child": child.name})
+                child.process.kill()
+                child.process.wait()
