@@ -84,6 +84,9 @@ class DeviceRuntime:
         try:
             exchange = self._exchange_for(self._device_config())
             exchange.check_ready()
+            # A late reply owed by a timed-out command is waited out before the re-check, so
+            # the re-check is the last thing that happens before bytes go out.
+            exchange.settle()
             # The last look before bytes go out: the claim must still be this delivery's.
             if self.live.state_of(command_id) != State.DISPATCHED:
                 log.warning("claim lost before writing", extra=context)

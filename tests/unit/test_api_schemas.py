@@ -1,0 +1,335 @@
+"""api.schemas and api.openapi: strict request validation and the OpenAPI document built from it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask import Flask
+from pydantic import BaseModel, ValidationError
+
+from api import create_app
+from api.inputs import field_errors
+from api.openapi import build_openapi
+from api.schemas import (
+    AnalysisSubmit,
+    CommandListQuery,
+    CommandSubmit,
+    CommandWaitQuery,
+    DeviceCreate,
+    DeviceUpdate,
+)
+from config import Settings
+from tasks.lifecycle import State
+
+
+def _errors(model: type[BaseModel], data: Any) -> dict[str, str]:
+    with pytest.raises(ValidationError) as caught:
+        model.model_validate(data)
+    return {
+        str(error["field"]): str(error["message"])
+        for error in field_errors(caught.value, getattr(model, "tagged_by", None))
+    }
+
+
+def _command(**fields: Any) -> dict[str, Any]:
+    return CommandSubmit.model_validate(fields).model_dump()
+
+
+# --- devices -------------------------------------------------------------------------------------
+
+
+def test_device_create_fills_the_documented_defaults() -> None:
+    assert DeviceCreate.model_validate({"name": "sim0"}).model_dump() == {
+        "name": "sim0",
+        "transport": "serial",
+        "address": None,
+        "baudrate": 115200,
+        "codec": "line",
+        "options": {},
+    }
+
+
+@pytest.mark.parametrize("name", ["a", "sim0", "bench_psu-2", "0" + "x" * 62])
+def test_device_names_that_can_be_queue_names_are_accepted(name: str) -> None:
+    assert DeviceCreate.model_validate({"name": name}).name == name
+
+
+@pytest.mark.parametrize("name", ["", "Sim0", "-sim", "_sim", "sim 0", "sim.0", "x" * 64, "ü"])
+def test_other_device_names_are_refused(name: str) -> None:
+    assert "name" in _errors(DeviceCreate, {"name": name})
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("baudrate", "9600"),  # no text for numbers
+        ("baudrate", True),  # no booleans for numbers
+        ("baudrate", 9600.0),
+        ("baudrate", 299),
+        ("baudrate", 4_000_001),
+        ("transport", "tcp"),
+        ("codec", "json"),
+        ("options", []),
+        ("address", 5),
+        ("colour", "red"),  # unknown field
+    ],
+)
+def test_device_create_fields_are_strict(field: str, value: Any) -> None:
+    assert field in _errors(DeviceCreate, {"name": "sim0", field: value})
+
+
+def test_device_update_reports_only_the_fields_sent() -> None:
+    update = DeviceUpdate.model_validate({"name": "renamed", "address": None})
+    assert update.model_dump(exclude_unset=True) == {"name": "renamed", "address": None}
+    assert DeviceUpdate.model_validate({}).model_dump(exclude_unset=True) == {}
+
+
+@pytest.mark.parametrize("field", ["name", "transport", "baudrate", "codec", "options"])
+def test_device_update_cannot_null_a_required_setting(field: str) -> None:
+    assert "may not be null" in _errors(DeviceUpdate, {field: None})[field]
+
+
+# --- commands ------------------------------------------------------------------------------------
+
+
+def test_a_line_command_gets_every_default() -> None:
+    assert _command(kind="line", payload="*IDN?") == {
+        "kind": "line",
+        "payload": "*IDN?",
+        "timeout_s": 5.0,
+        "expires_s": None,
+        "idempotent": False,
+        "analysis": None,
+        "read": None,
+    }
+
+
+def test_every_kind_accepts_its_own_payload() -> None:
+    assert _command(kind="raw", payload="AAEC/w==", read={"until": "Cg==", "idle_ms": 50})[
+        "read"
+    ] == {"until": "Cg==", "bytes": None, "idle_ms": 50}
+    frame = _command(kind="frame", payload={"command_id": 255, "args": [-(2**31), 2**31 - 1]})
+    assert frame["payload"] == {"command_id": 255, "args": [-(2**31), 2**31 - 1]}
+    assert _command(kind="frame", payload={"command_id": 0})["payload"]["args"] == []
+    assert _command(kind="python", payload="print(1)\nprint(2)")["payload"] == "print(1)\nprint(2)"
+    analysed = _command(kind="line", payload="MEAS:VOLT?", analysis={"analyzer": "number"})
+    assert analysed["analysis"] == {"analyzer": "number", "params": {}}
+
+
+def test_whole_numbers_are_accepted_for_seconds() -> None:
+    assert _command(kind="line", payload="x", timeout_s=300, expires_s=1)["timeout_s"] == 300.0
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"kind": "line", "payload": "a\nb"}, "payload"),
+        ({"kind": "line", "payload": "a\r"}, "payload"),
+        ({"kind": "line", "payload": "x" * 4097}, "payload"),
+        ({"kind": "line", "payload": 5}, "payload"),
+        ({"kind": "raw", "payload": "not base64!"}, "payload"),
+        ({"kind": "raw", "payload": "AAE"}, "payload"),  # unpadded
+        ({"kind": "frame", "payload": "01 02"}, "payload"),
+        ({"kind": "frame", "payload": {"command_id": 256}}, "payload.command_id"),
+        ({"kind": "frame", "payload": {"command_id": -1}}, "payload.command_id"),
+        ({"kind": "frame", "payload": {"command_id": True}}, "payload.command_id"),
+        ({"kind": "frame", "payload": {"command_id": 1, "args": [2**31]}}, "payload.args.0"),
+        ({"kind": "frame", "payload": {"command_id": 1, "args": [0, False]}}, "payload.args.1"),
+        ({"kind": "frame", "payload": {"command_id": 1, "args": [0] * 65}}, "payload.args"),
+        ({"kind": "frame", "payload": {"command_id": 1, "crc": 0}}, "payload.crc"),
+        ({"kind": "python", "payload": ["print(1)"]}, "payload"),
+        ({"kind": "line"}, "payload"),
+        ({"kind": "line", "payload": "x", "timeout_s": 0}, "timeout_s"),
+        ({"kind": "line", "payload": "x", "timeout_s": 300.5}, "timeout_s"),
+        ({"kind": "line", "payload": "x", "timeout_s": "5"}, "timeout_s"),
+        ({"kind": "line", "payload": "x", "timeout_s": True}, "timeout_s"),
+        ({"kind": "line", "payload": "x", "timeout_s": float("nan")}, "timeout_s"),
+        ({"kind": "line", "payload": "x", "expires_s": 0}, "expires_s"),
+        ({"kind": "line", "payload": "x", "idempotent": 1}, "idempotent"),
+        ({"kind": "line", "payload": "x", "analysis": {"analyzer": ""}}, "analysis.analyzer"),
+        ({"kind": "line", "payload": "x", "analysis": {"params": {}}}, "analysis.analyzer"),
+        ({"kind": "raw", "payload": "", "read": {"bytes": 0}}, "read.bytes"),
+        ({"kind": "raw", "payload": "", "read": {"bytes": 1_048_577}}, "read.bytes"),
+        ({"kind": "raw", "payload": "", "read": {"idle_ms": 60_001}}, "read.idle_ms"),
+        ({"kind": "raw", "payload": "", "read": {"until": "?"}}, "read.until"),
+        ({"kind": "raw", "payload": "", "read": {"until": ""}}, "read.until"),
+        ({"kind": "line", "payload": "x", "priority": 1}, "priority"),
+    ],
+)
+def test_invalid_commands_name_the_field_at_fault(body: dict[str, Any], field: str) -> None:
+    assert field in _errors(CommandSubmit, body)
+
+
+def test_a_missing_or_unknown_kind_is_reported_as_the_kind_field() -> None:
+    assert _errors(CommandSubmit, {"payload": "x"}) == {"kind": "Field required"}
+    assert "'line', 'raw', 'frame', 'python'" in _errors(CommandSubmit, {"kind": "x"})["kind"]
+
+
+def test_analysis_takes_any_value_but_needs_one() -> None:
+    assert AnalysisSubmit.model_validate({"value": None}).value is None
+    assert AnalysisSubmit.model_validate({"value": {"ok": [1]}}).value == {"ok": [1]}
+    assert "value" in _errors(AnalysisSubmit, {})
+
+
+# --- query strings -------------------------------------------------------------------------------
+
+
+def test_command_list_query_reads_text_values() -> None:
+    query = CommandListQuery.model_validate({"state": "timed_out", "limit": "500", "cursor": "c"})
+    assert (query.state, query.limit, query.cursor, query.device) == (
+        State.TIMED_OUT,
+        500,
+        "c",
+        None,
+    )
+    assert CommandListQuery.model_validate({}).limit == 50
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        ({"limit": "0"}, "limit"),
+        ({"limit": "501"}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"state": "finished"}, "state"),
+        ({"device": "Not A Device"}, "device"),
+        ({"page": "2"}, "page"),
+    ],
+)
+def test_command_list_query_bounds(args: dict[str, str], field: str) -> None:
+    assert field in _errors(CommandListQuery, args)
+
+
+@pytest.mark.parametrize("wait", ["-1", "60.5", "soon", "nan", "inf"])
+def test_wait_is_a_number_of_seconds_up_to_sixty(wait: str) -> None:
+    assert "wait" in _errors(CommandWaitQuery, {"wait": wait})
+
+
+def test_wait_accepts_fractions_and_zero() -> None:
+    assert CommandWaitQuery.model_validate({"wait": "2.5"}).wait == 2.5
+    assert CommandWaitQuery.model_validate({"wait": "0"}).wait == 0
+
+
+# --- the OpenAPI document ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def app() -> Flask:
+    # No route is called: the document is built from the routes and models alone.
+    return create_app({"TESTING": True, "HWQ_SETTINGS": Settings()}, service=object())  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def document(app: Flask) -> dict[str, Any]:
+    return build_openapi(app)
+
+
+def _refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return found + [ref for value in node.values() for ref in _refs(value)]
+    if isinstance(node, list):
+        return [ref for value in node for ref in _refs(value)]
+    return []
+
+
+def _resolve(document: dict[str, Any], ref: str) -> Any:
+    assert ref.startswith("#/"), ref
+    node: Any = document
+    for part in ref[2:].split("/"):
+        node = node[part]
+    return node
+
+
+def test_every_route_and_method_is_documented(app: Flask, document: dict[str, Any]) -> None:
+    routes = {
+        (rule.rule.replace("<device:", "{").replace("<", "{").replace(">", "}"), method.lower())
+        for rule in app.url_map.iter_rules()
+        for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}
+    }
+    documented = {(path, method) for path, ops in document["paths"].items() for method in ops}
+    assert documented == routes
+    assert ("/api/v1/devices/{name}/commands", "post") in documented
+    assert len(routes) == 15
+
+
+def test_the_document_serves_as_json(app: Flask) -> None:
+    response = app.test_client().get("/api/v1/openapi.json")
+    assert response.status_code == 200
+    assert response.get_json()["openapi"] == "3.1.0"
+
+
+def test_every_reference_resolves(document: dict[str, Any]) -> None:
+    refs = _refs(document)
+    assert refs
+    for ref in refs:
+        _resolve(document, ref)
+    assert "$defs" not in str(document)
+
+
+def test_request_bodies_use_the_validating_models(document: dict[str, Any]) -> None:
+    paths = document["paths"]
+    bodies = {
+        (path, method): op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        for path, ops in paths.items()
+        for method, op in ops.items()
+        if "requestBody" in op
+    }
+    assert bodies == {
+        ("/api/v1/devices", "post"): "#/components/schemas/DeviceCreate",
+        ("/api/v1/devices/{name}", "patch"): "#/components/schemas/DeviceUpdate",
+        ("/api/v1/devices/{name}/commands", "post"): "#/components/schemas/CommandSubmit",
+        ("/api/v1/commands/{command_id}/analysis", "post"): "#/components/schemas/AnalysisSubmit",
+    }
+    schemas = document["components"]["schemas"]
+    assert schemas["DeviceCreate"] == DeviceCreate.model_json_schema(
+        ref_template="#/components/schemas/{model}"
+    )
+    submit = schemas["CommandSubmit"]
+    assert submit["discriminator"]["propertyName"] == "kind"
+    assert set(submit["discriminator"]["mapping"]) == {"line", "raw", "frame", "python"}
+    assert schemas["FramePayload"]["properties"]["command_id"]["maximum"] == 255
+
+
+def test_operations_state_their_role_and_security(document: dict[str, Any]) -> None:
+    paths = document["paths"]
+    assert paths["/api/v1/health"]["get"]["security"] == []
+    assert paths["/api/v1/docs"]["get"]["security"] == []
+    assert paths["/api/v1/devices"]["post"]["x-hwq-role"] == "admin"
+    assert paths["/api/v1/devices/{name}/commands"]["post"]["x-hwq-role"] == "operator"
+    assert paths["/api/v1/commands"]["get"]["x-hwq-role"] == "viewer"
+    assert paths["/api/v1/commands"]["get"]["security"] == [{"bearer": []}]
+    assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    operation_ids = [op["operationId"] for ops in paths.values() for op in ops.values()]
+    assert len(operation_ids) == len(set(operation_ids))
+
+
+def test_responses_and_parameters_match_the_contract(document: dict[str, Any]) -> None:
+    paths = document["paths"]
+    submit = paths["/api/v1/devices/{name}/commands"]["post"]["responses"]
+    assert {"202", "400", "401", "403", "404", "413", "422", "429", "503"} <= set(submit)
+    assert set(paths["/api/v1/devices/{name}"]["delete"]["responses"]) >= {"204", "409"}
+    assert "content" not in paths["/api/v1/devices/{name}"]["delete"]["responses"]["204"]
+    assert paths["/api/v1/health"]["get"]["responses"]["503"]["content"]["application/json"] == {
+        "schema": {"$ref": "#/components/schemas/Health"}
+    }
+    listing = {p["name"]: p for p in paths["/api/v1/commands"]["get"]["parameters"]}
+    assert set(listing) == {"device", "state", "limit", "cursor"}
+    assert listing["limit"]["schema"]["maximum"] == 500
+    name = paths["/api/v1/devices/{name}"]["get"]["parameters"][0]
+    assert name["in"] == "path" and name["schema"]["pattern"] == "^[a-z0-9][a-z0-9_-]{0,62}$"
+    problem = document["components"]["responses"]["QueueFull"]["content"]
+    assert problem == {
+        "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+    }
+
+
+def test_the_docs_page_is_self_contained(app: Flask) -> None:
+    response = app.test_client().get("/api/v1/docs")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200 and response.mimetype == "text/html"
+    assert "openapi.json" in page
+    assert "http://" not in page and "https://" not in page  # no CDN: nothing from elsewhere
+    nonce = response.headers["Content-Security-Policy"].split("'nonce-")[1].split("'")[0]
+    assert f'<script nonce="{nonce}">' in page

@@ -1,0 +1,97 @@
+"""A serial port reached through any pyserial URL, opened lazily and kept open."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import NoReturn
+
+import serial
+
+from tasks.errors import DeviceError
+
+DEFAULT_BAUDRATE = 115200
+# Longest single blocking read. Changing a port's timeout reconfigures it (a termios call,
+# an RFC 2217 negotiation), so read_some waits in slices of this fixed length and sets a
+# shorter timeout only for the last stretch before its deadline.
+READ_SLICE_S = 0.1
+
+
+class SerialTransport:
+    """Bytes in and out of one serial port; a failure closes it so the next use reopens it."""
+
+    def __init__(self, url: str, baudrate: int = DEFAULT_BAUDRATE) -> None:
+        self.url = url
+        self.baudrate = baudrate
+        self._port: serial.SerialBase | None = None
+
+    @property
+    def is_open(self) -> bool:
+        """True while the port is open."""
+        return self._port is not None and self._port.is_open
+
+    def open(self) -> None:
+        """Open the port if it is not open yet; DeviceError naming the url if that fails."""
+        if self.is_open:
+            return
+        try:
+            # exclusive: two processes reading one port would each get half of every reply.
+            self._port = serial.serial_for_url(
+                self.url, baudrate=self.baudrate, timeout=READ_SLICE_S, exclusive=True
+            )
+        except (serial.SerialException, OSError, ValueError) as e:
+            self._port = None
+            raise DeviceError(f"cannot open serial port {self.url}: {e}") from e
+
+    def close(self) -> None:
+        """Close the port; closing a closed or broken port is not an error."""
+        port, self._port = self._port, None
+        if port is not None:
+            # A port that vanished cannot be released any further.
+            with contextlib.suppress(serial.SerialException, OSError):
+                port.close()
+
+    def write(self, data: bytes) -> None:
+        """Send all of data."""
+        port = self._ensure_open()
+        try:
+            port.write(data)
+        except (serial.SerialException, OSError) as e:
+            self._fail(f"write of {len(data)} bytes to {self.url} failed", e)
+
+    def read_some(self, timeout: float) -> bytes:
+        """Wait up to timeout seconds for at least one byte; return what is there, b"" if none."""
+        port = self._ensure_open()
+        deadline = time.monotonic() + max(0.0, timeout)
+        try:
+            while True:
+                remaining = max(0.0, deadline - time.monotonic())
+                wait = min(READ_SLICE_S, remaining)
+                if port.timeout != wait:
+                    port.timeout = wait
+                first = port.read(1)
+                if first:
+                    waiting = port.in_waiting
+                    return first + port.read(waiting) if waiting else first
+                if remaining <= READ_SLICE_S:
+                    return b""
+        except (serial.SerialException, OSError) as e:
+            self._fail(f"read from {self.url} failed (timeout {timeout:g} s)", e)
+
+    def drain(self) -> bytes:
+        """Return the bytes already waiting in the port, without blocking."""
+        port = self._ensure_open()
+        try:
+            waiting = port.in_waiting
+            return port.read(waiting) if waiting else b""
+        except (serial.SerialException, OSError) as e:
+            self._fail(f"read from {self.url} failed", e)
+
+    def _ensure_open(self) -> serial.SerialBase:
+        self.open()
+        assert self._port is not None
+        return self._port
+
+    def _fail(self, what: str, error: Exception) -> NoReturn:
+        self.close()
+        raise DeviceError(f"{what}: {error}") from error
