@@ -149,7 +149,7 @@ class ApiClient:
         timeout = self.timeout_s + (hold_s or 0)
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
-                return _decode(response.read())
+                raw = response.read()
         except urllib.error.HTTPError as e:
             with e:
                 raise _api_error(e.code, e.read()) from None
@@ -162,6 +162,18 @@ class ApiClient:
                 f"within {timeout:g} s",
                 status=504,
                 title="Timed out",
+            ) from None
+        return self._json(raw, f"{method} {path}")
+
+    def _json(self, raw: bytes, what: str) -> Any:
+        try:
+            return json.loads(raw) if raw.strip() else None
+        except ValueError:
+            raise ApiError(
+                f"{self.base_url} answered {what} with something other than JSON; "
+                "is HWQ_URL the hwq API?",
+                status=502,
+                title="Not the hwq API",
             ) from None
 
     def _request(
@@ -209,10 +221,6 @@ def _read_admin_token(home: Path) -> str | None:
 def _segment(value: str) -> str:
     """One path segment, quoted so a name can never reach another route."""
     return urllib.parse.quote(value, safe="")
-
-
-def _decode(raw: bytes) -> Any:
-    return json.loads(raw) if raw.strip() else None
 
 
 def _api_error(status: int, raw: bytes) -> ApiError:

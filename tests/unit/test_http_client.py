@@ -67,7 +67,7 @@ def test_routes_use_their_methods_and_quote_names(
     server.reply("GET", "/api/v1/commands/c1/events", body={"items": [{"state": "queued"}]})
 
     assert client.update_device("sim0", {"name": "bench"}) == {"name": "bench"}
-    assert client.delete_device("bench") is None
+    client.delete_device("bench")
     client.analyse("c1", {"ok": True})
     assert client.events("c1") == [{"state": "queued"}]
     with pytest.raises(ApiError):
@@ -202,3 +202,12 @@ def test_from_env_reads_var_admin_token_by_default_and_goes_without_one(
 
 def test_from_env_defaults_to_the_local_api() -> None:
     assert ApiClient.from_env({"HWQ_TOKEN": "t"}).base_url == "http://127.0.0.1:8000"
+
+
+def test_a_reply_that_is_not_json_asks_whether_hwq_url_is_right(
+    server: CannedHttpServer, client: ApiClient
+) -> None:
+    server.reply("GET", "/api/v1/devices", 200, b"<html>hello</html>", content_type="text/html")
+
+    with pytest.raises(ApiError, match="is HWQ_URL the hwq API"):
+        client.list_devices()

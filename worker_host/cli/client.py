@@ -37,6 +37,7 @@ INT32 = range(-(2**31), 2**31)
 
 DEVICE_COLUMNS = ("name", "transport", "address", "codec", "online", "state", "queue_depth")
 COMMAND_COLUMNS = ("id", "device", "state", "kind", "created_at", "payload")
+EVENT_COLUMNS = ("state", "at", "detail")
 
 
 # Output
@@ -58,6 +59,10 @@ def format_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> st
         "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
         for line in lines
     )
+
+
+def _rows(items: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[list[object]]:
+    return [[item.get(column) for column in columns] for item in items]
 
 
 def _echo_json(document: object) -> None:
@@ -289,8 +294,9 @@ def devices() -> None:
 @devices.command("list")
 def list_devices() -> None:
     """All devices as a table."""
-    items = ApiClient.from_env().list_devices()
-    click.echo(format_table(DEVICE_COLUMNS, ([d.get(c) for c in DEVICE_COLUMNS] for d in items)))
+    click.echo(
+        format_table(DEVICE_COLUMNS, _rows(ApiClient.from_env().list_devices(), DEVICE_COLUMNS))
+    )
 
 
 @devices.command("show")
@@ -385,11 +391,8 @@ def cancel_command(command_id: str) -> None:
 @click.argument("command_id", metavar="ID")
 def command_events(command_id: str) -> None:
     """A command's transitions, oldest first."""
-    items = ApiClient.from_env().events(command_id)
     click.echo(
-        format_table(
-            ("state", "at", "detail"), ([e["state"], e["at"], e.get("detail")] for e in items)
-        )
+        format_table(EVENT_COLUMNS, _rows(ApiClient.from_env().events(command_id), EVENT_COLUMNS))
     )
 
 

@@ -6,6 +6,7 @@ import os
 import secrets
 import signal
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from types import FrameType
@@ -85,6 +86,17 @@ def _wait_until(check: object, timeout_s: float, what: str) -> None:
     raise ServiceUnavailable(f"{what} did not come up within {timeout_s:.0f} s")
 
 
+def _listening(port: int) -> bool:
+    """Whether something answers HTTP on the port (any status: Flower answers 401)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthcheck", timeout=2):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+
+
 def _api_healthy(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=2) as reply:
@@ -159,6 +171,10 @@ def up(sims: int, port: int | None, flower_port: int | None, home: str | None) -
             {**env, "HWQ_FLOWER_AUTH": flower_auth},
         )
         _wait_until(lambda: stopping or _api_healthy(settings.api_port), READY_TIMEOUT_S, "API")
+        # Flower records only events it sees, so the banner waits until it listens.
+        _wait_until(
+            lambda: stopping or _listening(settings.flower_port), READY_TIMEOUT_S, "Flower"
+        )
         if not stopping:
             _banner(settings, token, flower_auth, names)
         while not stopping:

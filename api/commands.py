@@ -1,0 +1,83 @@
+"""Commands: submit to a device, read (optionally waiting), list, cancel, analyse, events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, url_for
+
+from api.auth import current_principal, require_role
+from api.context import hwq_service
+from api.inputs import json_body, query_args
+from api.openapi import documented
+from api.request_log import note
+from api.responses import Command, CommandEventList, CommandList
+from api.schemas import AnalysisSubmit, CommandListQuery, CommandSubmit, CommandWaitQuery
+
+bp = Blueprint("commands", __name__)
+
+
+@bp.post("/devices/<device:name>/commands")
+@documented("Submit a command", body=CommandSubmit, response=Command, status=202, errors=(429,))
+@require_role("operator")
+def submit_command(name: str) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """Queue a command on a device; 202 with its Location, 429 if the device's queue is full."""
+    submission = json_body(CommandSubmit).model_dump()
+    principal = current_principal()
+    assert principal is not None  # require_role has authenticated the request
+    command = hwq_service().submit(name, principal.name, submission)
+    note(command=command["id"])
+    return command, 202, {"Location": url_for(".get_command", command_id=command["id"])}
+
+
+@bp.get("/commands/<command_id>")
+@documented(
+    "Read a command, optionally waiting for it to settle", query=CommandWaitQuery, response=Command
+)
+@require_role("viewer")
+def get_command(command_id: str) -> dict[str, Any]:
+    """The command; with `wait`, once it settles or after that many seconds."""
+    wait = query_args(CommandWaitQuery).wait
+    if wait:
+        return hwq_service().wait_command(command_id, wait)
+    return hwq_service().get_command(command_id)
+
+
+@bp.get("/commands")
+@documented("Command history, newest first", query=CommandListQuery, response=CommandList)
+@require_role("viewer")
+def list_commands() -> dict[str, Any]:
+    """A page of commands, filtered by device and state; `next_cursor` fetches the next."""
+    query = query_args(CommandListQuery)
+    items, next_cursor = hwq_service().list_commands(
+        device=query.device,
+        state=query.state.value if query.state else None,
+        limit=query.limit,
+        cursor=query.cursor,
+    )
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@bp.post("/commands/<command_id>/cancel")
+@documented("Cancel a queued command", response=Command, errors=(409,))
+@require_role("operator")
+def cancel_command(command_id: str) -> dict[str, Any]:
+    """Cancel a command that is still queued; 409 otherwise."""
+    return hwq_service().cancel(command_id)
+
+
+@bp.post("/commands/<command_id>/analysis")
+@documented("Record a manual analysis", body=AnalysisSubmit, response=Command, errors=(409,))
+@require_role("operator")
+def analyse_command(command_id: str) -> dict[str, Any]:
+    """Finish a responded command that asked for manual analysis; 409 otherwise."""
+    value = json_body(AnalysisSubmit).value
+    return hwq_service().analyse(command_id, value)
+
+
+@bp.get("/commands/<command_id>/events")
+@documented("A command's transitions", response=CommandEventList)
+@require_role("viewer")
+def command_events(command_id: str) -> dict[str, Any]:
+    """Every state the command went through, with times."""
+    return {"items": hwq_service().command_events(command_id)}

@@ -1,0 +1,99 @@
+"""Response shapes, for the OpenAPI document only: the service builds the bodies themselves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from api.schemas import Codec, Transport
+from tasks.lifecycle import State
+
+
+class Health(BaseModel):
+    """Whether the API can reach what it needs."""
+
+    status: str = Field(description="ok, or degraded when a dependency is down")
+    redis: str
+    database: str
+    version: str
+
+
+class Device(BaseModel):
+    """A registered device and its live state."""
+
+    name: str
+    transport: Transport
+    address: str | None
+    baudrate: int
+    codec: Codec
+    options: dict[str, Any]
+    host: str | None
+    online: bool
+    last_seen: str | None
+    state: int = Field(ge=0, le=3, description="0 rest, 1 requested, 2 collected, 3 responded")
+    queue_depth: int
+    created_at: str
+
+
+class DeviceList(BaseModel):
+    """Every registered device."""
+
+    items: list[Device]
+
+
+class Command(BaseModel):
+    """A command and, once there is one, its reply; times are ISO 8601 UTC."""
+
+    id: str
+    device: str
+    user: str
+    kind: str
+    payload: Any
+    state: State
+    response: dict[str, Any] | None
+    analysis: Any
+    error: str | None
+    attempts: int
+    created_at: str
+    dispatched_at: str | None
+    responded_at: str | None
+    finished_at: str | None
+
+
+class CommandList(BaseModel):
+    """A page of command history, newest first."""
+
+    items: list[Command]
+    next_cursor: str | None
+
+
+class CommandEvent(BaseModel):
+    """One transition of a command."""
+
+    state: State
+    at: str
+    detail: Any
+
+
+class CommandEventList(BaseModel):
+    """A command's transitions, oldest first."""
+
+    items: list[CommandEvent]
+
+
+class FieldProblem(BaseModel):
+    """One invalid field."""
+
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldProblem] | None = Field(None, description="Only for 422")

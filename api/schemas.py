@@ -1,0 +1,220 @@
+"""Request models: the single source of validation for bodies and query strings, and of the docs.
+
+Bodies are validated strictly (no "5" for 5, no true for 1, no unknown fields); query strings
+arrive as text, so their models are lax about types but still forbid unknown parameters.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    RootModel,
+    field_validator,
+)
+
+from tasks.lifecycle import State
+from tasks.queues import DEVICE_NAME_PATTERN
+
+# Longest line command, in characters; a line is one instrument command, not a file transfer.
+MAX_LINE_CHARS = 4096
+# The standard frame (DESIGN §5) carries at most this many int32 arguments.
+MAX_FRAME_ARGS = 64
+# Bounds of `timeout_s` (DESIGN §3): long enough for a slow measurement, short enough to bound
+# how long a device is held.
+MIN_TIMEOUT_S = 0.01
+MAX_TIMEOUT_S = 300.0
+# Largest reply a raw read may ask for, and the longest silence that may end one.
+MAX_READ_BYTES = 1_048_576
+MAX_IDLE_MS = 60_000
+# Page size of command history.
+DEFAULT_PAGE_LIMIT = 50
+MAX_PAGE_LIMIT = 500
+# Longest long-poll a client may ask for with `?wait`.
+MAX_WAIT_S = 60.0
+
+INT32_MIN = -(2**31)
+INT32_MAX = 2**31 - 1
+
+
+def _base64_text(value: str) -> str:
+    try:
+        base64.b64decode(value, validate=True)
+    except binascii.Error:
+        raise ValueError("must be standard base64 (A-Z a-z 0-9 + /, padded with =)") from None
+    return value
+
+
+def _single_line(value: str) -> str:
+    if "\n" in value or "\r" in value:
+        raise ValueError("must be one line without its terminator (no \\n or \\r)")
+    return value
+
+
+DeviceName = Annotated[
+    str, Field(pattern=DEVICE_NAME_PATTERN.pattern, description="Lower-case name; also its queue")
+]
+Transport = Literal["serial", "http-poll"]
+Codec = Literal["line", "raw", "frame"]
+Baudrate = Annotated[int, Field(ge=300, le=4_000_000)]
+Base64Text = Annotated[str, AfterValidator(_base64_text), Field(description="Base64 bytes")]
+Int32 = Annotated[int, Field(ge=INT32_MIN, le=INT32_MAX)]
+Seconds = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class StrictModel(BaseModel):
+    """A JSON body: exact types, no unknown fields."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class DeviceCreate(StrictModel):
+    """Register a device."""
+
+    name: DeviceName
+    transport: Transport = "serial"
+    address: str | None = Field(None, description="pyserial URL or port; none for http-poll")
+    baudrate: Baudrate = 115200
+    codec: Codec = "line"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class DeviceUpdate(StrictModel):
+    """Change a device's settings, or rename it with `name`; absent fields stay as they are."""
+
+    name: DeviceName | None = None
+    transport: Transport | None = None
+    address: str | None = None
+    baudrate: Baudrate | None = None
+    codec: Codec | None = None
+    options: dict[str, Any] | None = None
+
+    @field_validator("name", "transport", "baudrate", "codec", "options", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        # Only `address` can be cleared; for the rest null would mean nothing sensible.
+        if value is None:
+            raise ValueError("may not be null; leave the field out to keep its value")
+        return value
+
+
+class AnalysisRequest(StrictModel):
+    """How a reply is analysed: a registered analyzer, or `manual` for a later POST."""
+
+    analyzer: str = Field(min_length=1, max_length=128)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ReadSpec(StrictModel):
+    """When a reply ends: at a byte sequence, after a count, or after a silence."""
+
+    until: Base64Text | None = None
+    bytes: int | None = Field(None, ge=1, le=MAX_READ_BYTES)
+    idle_ms: int | None = Field(None, ge=1, le=MAX_IDLE_MS)
+
+    @field_validator("until")
+    @classmethod
+    def _until_not_empty(cls, value: str | None) -> str | None:
+        if value is not None and not base64.b64decode(value):
+            raise ValueError("must name at least one byte")
+        return value
+
+
+class FramePayload(StrictModel):
+    """A standard frame request (DESIGN §5)."""
+
+    command_id: int = Field(ge=0, le=255)
+    args: list[Int32] = Field(default_factory=list, max_length=MAX_FRAME_ARGS)
+
+
+class _CommandFields(StrictModel):
+    """What every kind of command may say besides its payload."""
+
+    timeout_s: Seconds = Field(5.0, ge=MIN_TIMEOUT_S, le=MAX_TIMEOUT_S)
+    expires_s: Seconds | None = Field(None, gt=0, description="Expire if not dispatched by then")
+    idempotent: bool = Field(False, description="Safe to run again if its worker vanishes")
+    analysis: AnalysisRequest | None = None
+    read: ReadSpec | None = None
+
+
+class LineCommand(_CommandFields):
+    """A text line; the reply is one line."""
+
+    kind: Literal["line"]
+    payload: Annotated[
+        str,
+        Field(max_length=MAX_LINE_CHARS, description="One line, without its terminator"),
+        AfterValidator(_single_line),
+    ]
+
+
+class RawCommand(_CommandFields):
+    """Bytes as base64; `read` says when the reply ends."""
+
+    kind: Literal["raw"]
+    payload: Base64Text
+
+
+class FrameCommand(_CommandFields):
+    """A standard frame; the reply is `{status, values}`."""
+
+    kind: Literal["frame"]
+    payload: FramePayload
+
+
+class PythonCommand(_CommandFields):
+    """A program run in a sandbox on the device's host, where the device allows it."""
+
+    kind: Literal["python"]
+    payload: str
+
+
+class CommandSubmit(
+    RootModel[
+        Annotated[LineCommand | RawCommand | FrameCommand | PythonCommand, Discriminator("kind")]
+    ]
+):
+    """Submit a command; `kind` decides what `payload` must be."""
+
+    # Pydantic puts the union tag in front of every error location; see api.inputs.
+    tagged_by: ClassVar[str] = "kind"
+
+
+class AnalysisSubmit(StrictModel):
+    """The result of a manual analysis."""
+
+    value: Any
+
+
+class QueryModel(BaseModel):
+    """A query string: values arrive as text, so types are coerced, but names are checked."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class CommandListQuery(QueryModel):
+    """Filters and paging of command history."""
+
+    device: DeviceName | None = None
+    state: State | None = None
+    limit: int = Field(DEFAULT_PAGE_LIMIT, ge=1, le=MAX_PAGE_LIMIT)
+    cursor: str | None = Field(None, description="`next_cursor` of the previous page")
+
+
+class CommandWaitQuery(QueryModel):
+    """An optional long-poll."""
+
+    wait: float | None = Field(
+        None,
+        ge=0,
+        le=MAX_WAIT_S,
+        allow_inf_nan=False,
+        description="Return once the command settles, or after this many seconds",
+    )

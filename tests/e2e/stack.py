@@ -1,0 +1,225 @@
+"""Real hwq processes for end-to-end tests, each started as `hwq <role>` and talked to over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from worker_host.embedded_redis import free_port
+
+# Starting a Celery worker takes a few seconds on a busy two-core machine.
+START_TIMEOUT_S = 60.0
+
+
+@dataclass
+class Reply:
+    """An HTTP reply: status, headers and the decoded JSON body (if any)."""
+
+    status: int
+    headers: dict[str, str]
+    body: Any
+
+
+def http(
+    method: str,
+    url: str,
+    *,
+    token: str | None = None,
+    body: object = None,
+    raw: bytes | None = None,
+    content_type: str = "application/json",
+    timeout: float = 90.0,
+) -> Reply:
+    """One HTTP request from outside the processes under test."""
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    request = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", content_type)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            payload = response.read()
+            return Reply(response.status, dict(response.headers), _json(payload))
+    except urllib.error.HTTPError as e:
+        return Reply(e.code, dict(e.headers), _json(e.read()))
+
+
+def _json(payload: bytes) -> Any:
+    if not payload:
+        return None
+    try:
+        return json.loads(payload)
+    except ValueError:
+        return payload.decode(errors="replace")
+
+
+@dataclass
+class Stack:
+    """hwq's processes on this machine: API, server worker, simulators and device workers."""
+
+    home: Path
+    redis_url: str
+    key_prefix: str
+    extra_env: dict[str, str] = field(default_factory=dict)
+    api_port: int = field(default_factory=free_port)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    admin_token: str = ""
+
+    @property
+    def base(self) -> str:
+        """The API's base URL."""
+        return f"http://127.0.0.1:{self.api_port}/api/v1"
+
+    def env(self, with_database: bool = True) -> dict[str, str]:
+        """The environment of a child process."""
+        env = {
+            **os.environ,
+            "HWQ_HOME": str(self.home),
+            "HWQ_REDIS_URL": self.redis_url,
+            "HWQ_KEY_PREFIX": self.key_prefix,
+            "HWQ_HOSTNAME": "e2e",
+            "HWQ_API_THREADS": "32",
+            **self.extra_env,
+        }
+        env.pop("HWQ_CONFIG", None)
+        if not with_database:
+            env.pop("HWQ_DATABASE_URL", None)
+        return env
+
+    def hwq(self, *args: str, check: bool = True) -> str:
+        """Run a short `hwq` command and return what it printed."""
+        result = subprocess.run(
+            [sys.executable, "-m", "worker_host.cli", *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"hwq {' '.join(args)} failed: {result.stderr}")
+        return result.stdout
+
+    def spawn(self, name: str, *args: str, with_database: bool = True) -> None:
+        """Start `hwq ARGS…` in the background, its output in HOME/logs/NAME.log."""
+        log_dir = self.home / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        with (log_dir / f"{name}.log").open("ab") as output:
+            self.processes[name] = subprocess.Popen(
+                [sys.executable, "-m", "worker_host.cli", *args],
+                env=self.env(with_database),
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+
+    def log(self, name: str) -> str:
+        """A child's output so far."""
+        return (self.home / "logs" / f"{name}.log").read_text(errors="replace")
+
+    def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
+        """Stop one child and wait for it."""
+        process = self.processes.pop(name)
+        if process.poll() is None:
+            process.send_signal(sig)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def start(self) -> Stack:
+        """Migrate, make an admin token, and start the API and the server worker."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.admin_token = self.hwq("token", "create", "--role", "admin", "--name", "e2e").strip()
+        self.spawn("server-worker", "server-worker")
+        self.spawn("api", "api", "--host", "127.0.0.1", "--port", str(self.api_port))
+        self.wait_for(lambda: self.request("GET", "/health").status == 200, "the API")
+        return self
+
+    def add_sim_device(self, name: str, kind: str = "scpi", worker: bool = True) -> None:
+        """A simulator on a pty, registered as a device, with its worker."""
+        link = self.home / "dev" / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        self.spawn(f"sim-{name}", "sim", "--kind", kind, "--name", name, "--home",
+                   str(self.home), "--link", str(link), with_database=False)  # fmt: skip
+        self.wait_for(link.exists, f"simulator {name}")
+        codec = "frame" if kind == "frame" else "line"
+        reply = self.request(
+            "POST", "/devices", body={"name": name, "address": str(link), "codec": codec}
+        )
+        assert reply.status == 201, reply.body
+        if worker:
+            self.start_worker(name)
+
+    def start_worker(self, name: str) -> None:
+        """Start a device's worker and wait until it is online."""
+        self.spawn(f"device-{name}", "device-worker", name, with_database=False)
+        self.wait_for(lambda: self.device(name)["online"], f"worker of {name}")
+
+    def device(self, name: str) -> dict[str, Any]:
+        """A device as the API shows it."""
+        reply = self.request("GET", f"/devices/{name}")
+        assert reply.status == 200, reply.body
+        return dict(reply.body)
+
+    def sim_log(self, name: str) -> str:
+        """Every line the simulator received."""
+        path = self.home / "sim" / f"{name}.log"
+        return path.read_text() if path.exists() else ""
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Reply:
+        """An authenticated API request (admin unless another token is given)."""
+        kwargs.setdefault("token", self.admin_token)
+        return http(method, self.base + path, **kwargs)
+
+    def submit(self, device: str, payload: str, **options: Any) -> str:
+        """Submit a line command and return its id."""
+        reply = self.request(
+            "POST", f"/devices/{device}/commands", body={"kind": "line", "payload": payload,
+                                                         **options}
+        )
+        assert reply.status == 202, reply.body
+        return str(reply.body["id"])
+
+    def wait(self, command_id: str, seconds: float = 30) -> dict[str, Any]:
+        """Long-poll a command until it settles."""
+        deadline = time.monotonic() + seconds
+        while True:
+            remaining = max(1, min(60, int(deadline - time.monotonic())))
+            body = self.request("GET", f"/commands/{command_id}?wait={remaining}").body
+            if body["state"] in TERMINAL or time.monotonic() > deadline:
+                return dict(body)
+
+    def wait_for(self, check: Any, what: str, timeout: float = START_TIMEOUT_S) -> None:
+        """Poll `check` until it is true; on timeout, fail with the children's logs."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if check():
+                    return
+            except (OSError, AssertionError, KeyError, TypeError):
+                pass
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    raise AssertionError(f"{name} exited early:\n{self.log(name)[-3000:]}")
+            time.sleep(0.2)
+        logs = "\n".join(f"--- {n}\n{self.log(n)[-1500:]}" for n in self.processes)
+        raise AssertionError(f"{what} did not come up in {timeout} s\n{logs}")
+
+    def close(self) -> None:
+        """Stop every child."""
+        for name in list(self.processes):
+            self.stop(name)
+
+
+TERMINAL = {"done", "failed", "timed_out", "expired", "cancelled", "interrupted"}

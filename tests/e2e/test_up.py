@@ -1,0 +1,156 @@
+"""`hwq up --sim 2` as a person runs it: replies, Flower, history across restarts, clean stop."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stack import http
+from worker_host.embedded_redis import free_port
+
+HOSTNAME = "uphost"
+
+
+class Up:
+    """One `hwq up` process and what it wrote to its home."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.api_port = free_port()
+        self.flower_port = free_port()
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HWQ_")}
+        env["HWQ_HOSTNAME"] = HOSTNAME
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "worker_host.cli", "up", "--sim", "2", "--home",
+             str(self.home), "--port", str(self.api_port), "--flower-port",
+             str(self.flower_port)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 120
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if "Press Ctrl-C" in line:
+                break
+            assert time.monotonic() < deadline, "hwq up did not say it was up"
+        else:
+            raise AssertionError("hwq up exited before it was up")
+        self.wait_online("sim0")
+        self.wait_online("sim1")
+
+    @property
+    def token(self) -> str:
+        return (self.home / "admin.token").read_text().strip()
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}/api/v1"
+
+    def wait_online(self, device: str) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            reply = http("GET", f"{self.base}/devices/{device}", token=self.token)
+            if reply.status == 200 and reply.body["online"]:
+                return
+            time.sleep(0.3)
+        raise AssertionError(f"{device} never came online")
+
+    def run(self, device: str, payload: str) -> dict:  # type: ignore[type-arg]
+        reply = http("POST", f"{self.base}/devices/{device}/commands", token=self.token,
+                     body={"kind": "line", "payload": payload})  # fmt: skip
+        assert reply.status == 202, reply.body
+        assert reply.headers["Location"] == f"/api/v1/commands/{reply.body['id']}"
+        done = http("GET", f"{self.base}/commands/{reply.body['id']}?wait=10", token=self.token)
+        return dict(done.body)
+
+    def children(self) -> list[int]:
+        """Processes whose command line names this home folder (what `hwq up` started)."""
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or self.process and int(entry.name) == self.process.pid:
+                continue
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                environ = (entry / "environ").read_bytes()
+            except OSError:
+                continue
+            if str(self.home) in cmdline or str(self.home).encode() in environ:
+                pids.append(int(entry.name))
+        return pids
+
+    def interrupt(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGINT)
+        self.process.wait(timeout=60)
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[Up]:
+    running = Up(tmp_path / "home")
+    yield running
+    if running.process and running.process.poll() is None:
+        running.process.kill()
+    for pid in running.children():
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_up_serves_two_instruments_flower_and_keeps_history(up: Up) -> None:
+    up.start()
+    first = up.run("sim0", "*IDN?")
+    assert first["state"] == "done" and first["response"]["text"].startswith("HWQ,SIM,sim0")
+    second = up.run("sim1", "ECHO from sim1")
+    assert second["response"]["text"] == "from sim1"
+
+    cli = subprocess.run(
+        [sys.executable, "-m", "worker_host.cli", "run", "sim0", "*IDN?"],
+        env={**os.environ, "HWQ_URL": f"http://127.0.0.1:{up.api_port}", "HWQ_TOKEN": up.token},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    assert cli.stdout.startswith("HWQ,SIM,sim0")
+
+    login = (up.home / "flower.auth").read_text().strip()
+    flower = f"http://127.0.0.1:{up.flower_port}"
+    assert http("GET", f"{flower}/api/workers").status == 401
+    basic = base64.b64encode(login.encode()).decode()
+    request = urllib.request.Request(f"{flower}/api/workers?refresh=1")
+    request.add_header("Authorization", f"Basic {basic}")
+    import json
+
+    workers = json.loads(urllib.request.urlopen(request, timeout=30).read())
+    assert f"sim0@{HOSTNAME}" in workers and f"sim1@{HOSTNAME}" in workers
+    deadline = time.monotonic() + 20
+    while True:
+        request = urllib.request.Request(f"{flower}/api/tasks?workername=sim0@{HOSTNAME}")
+        request.add_header("Authorization", f"Basic {basic}")
+        tasks = json.loads(urllib.request.urlopen(request, timeout=30).read())
+        if first["id"] in tasks or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert first["id"] in tasks, "Flower does not show the command under sim0's worker"
+    assert login.split(":", 1)[1] not in urllib.request.urlopen(request).read().decode()
+
+    assert up.children(), "hwq up started no children?"
+    up.interrupt()
+    assert up.process is not None and up.process.returncode == 0
+    time.sleep(1)
+    assert up.children() == [], "processes were left running after Ctrl-C"
+
+    up.start()
+    history = http("GET", f"{up.base}/commands?limit=50", token=up.token).body["items"]
+    assert {first["id"], second["id"]} <= {c["id"] for c in history}
+    kept = http("GET", f"{up.base}/commands/{first['id']}", token=up.token).body
+    assert kept["state"] == "done" and kept["response"] == first["response"]
+    assert up.run("sim0", "ECHO again")["response"]["text"] == "again"
+    up.interrupt()
