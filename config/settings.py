@@ -24,6 +24,8 @@ DEFAULT_VISIBILITY_TIMEOUT_S = 3600
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 # Commands one device may hold queued before submissions get 429.
 DEFAULT_QUEUE_CAP = 1000
+# A dispatched command whose worker is silent for timeout_s plus this long is taken for lost.
+DEFAULT_LEASE_GRACE_S = 15.0
 # Redis keys all start with this, so tests and several installs can share one server.
 DEFAULT_KEY_PREFIX = "hwq"
 
@@ -45,6 +47,7 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     queue_cap: int = DEFAULT_QUEUE_CAP
     visibility_timeout_s: int = DEFAULT_VISIBILITY_TIMEOUT_S
+    lease_grace_s: float = DEFAULT_LEASE_GRACE_S
     log_level: str = "INFO"
     log_json: bool = False
 
@@ -72,6 +75,16 @@ def _parse_int(name: str, raw: str) -> int:
         return int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def _parse_positive_float(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not value > 0:
+        raise ConfigError(f"{name} must be positive, got {raw!r}")
+    return value
 
 
 def _parse_bool(name: str, raw: str) -> bool:
@@ -133,6 +146,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "max_body_bytes": _positive(_parse_int),
     "queue_cap": _positive(_parse_int),
     "visibility_timeout_s": _positive(_parse_int),
+    "lease_grace_s": _parse_positive_float,
     "log_level": _parse_log_level,
     "log_json": _parse_bool,
 }

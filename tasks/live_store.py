@@ -13,9 +13,6 @@ import redis
 from tasks.command_record import from_redis_fields, to_redis_fields, utc_now_iso
 from tasks.lifecycle import ALLOWED, TERMINAL, DeviceState, State, device_state
 
-# A dispatched command whose worker has not reported within timeout_s plus this grace is
-# taken for lost; the grace covers opening the port and writing the SQL-free result.
-LEASE_GRACE_S = 15.0
 # A device worker refreshes its presence this often and it lapses after the TTL.
 PRESENCE_TTL_S = 15
 # Bytes a device sends that answer no command are kept, newest last, up to this many chunks.
@@ -49,9 +46,12 @@ class TransitionResult:
 class LiveStore:
     """The Redis side of hwq: every read and atomic change of live command state."""
 
-    def __init__(self, client: redis.Redis, prefix: str) -> None:
+    def __init__(self, client: redis.Redis, prefix: str, lease_grace_s: float = 15.0) -> None:
         self.redis = client
         self.prefix = prefix
+        # Beyond its timeout, how long a claimed command may stay silent before it counts as
+        # lost; it covers opening the port and reporting the result.
+        self.lease_grace_s = lease_grace_s
         self._script = client.register_script(_render_script())
 
     # keys ---------------------------------------------------------------------------------
@@ -146,7 +146,7 @@ class LiveStore:
             "claim",
             command_id,
             detail=f"claimed by {worker}",
-            lease_s=LEASE_GRACE_S,
+            lease_s=self.lease_grace_s,
             fields={"claimed_by": worker},
         )
 

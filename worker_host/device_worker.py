@@ -49,7 +49,9 @@ def install_device_runtime(
     app: Celery, settings: Settings, device: str, overrides: dict[str, Any]
 ) -> DeviceRuntime:
     """Plug a runtime for `device` into this process and keep the device's presence fresh."""
-    live = LiveStore(redis_client(settings, max_connections=8), settings.key_prefix)
+    live = LiveStore(
+        redis_client(settings, max_connections=8), settings.key_prefix, settings.lease_grace_s
+    )
     runtime = DeviceRuntime(
         live, app, device, device_worker_name(device, settings.hostname), overrides
     )

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from stack import http
 from worker_host.embedded_redis import free_port
+
+from stack import http
 
 HOSTNAME = "uphost"
 

@@ -6,10 +6,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from canned_http_server import CannedHttpServer
 from click.testing import CliRunner, Result
 
 from worker_host.cli import main
+
+from canned_http_server import CannedHttpServer
 
 SUBMIT = "/api/v1/devices/sim0/commands"
 COMMAND = "/api/v1/commands/c1"

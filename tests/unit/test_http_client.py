@@ -7,10 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from canned_http_server import CannedHttpServer
 
 from tasks.errors import ConfigError, HwqError
 from worker_host.http_client import ApiClient, ApiError
+
+from canned_http_server import CannedHttpServer
 
 TOKEN = "s3cret-token"
 PROBLEM = "application/problem+json"
