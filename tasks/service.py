@@ -240,9 +240,14 @@ class HwqService:
                 retry_policy=PUBLISH_RETRY_POLICY,
             )
         except Exception as e:
-            # Undo both records so a 503 leaves nothing half-created behind.
+            # Undo both records so a 503 leaves nothing half-created behind. The broker's own
+            # message stays in the log: it may name hosts a client has no business seeing.
+            log.warning(
+                "publish failed",
+                extra={"command": values["id"], "device": values["device"], "error": repr(e)},
+            )
             self._discard(values["id"])
-            raise ServiceUnavailable(f"the broker did not take the command: {e}") from e
+            raise ServiceUnavailable("the broker did not take the command; try again") from e
 
     def _discard(self, command_id: str) -> None:
         try:
