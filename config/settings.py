@@ -125,6 +125,16 @@ def _positive(parse: Callable[[str, str], int]) -> Callable[[str, str], int]:
     return check
 
 
+def _visibility_timeout(name: str, raw: str) -> int:
+    value = _parse_int(name, raw)
+    if value <= MAX_COMMAND_TIMEOUT_S:
+        raise ConfigError(
+            f"{name} must exceed the longest command timeout ({MAX_COMMAND_TIMEOUT_S:.0f} s), "
+            f"or a running command's message would be delivered again; got {raw!r}"
+        )
+    return value
+
+
 def _port(name: str, raw: str) -> int:
     value = _parse_int(name, raw)
     if not 0 < value < 65536:
@@ -145,7 +155,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "hostname": lambda _name, raw: raw,
     "max_body_bytes": _positive(_parse_int),
     "queue_cap": _positive(_parse_int),
-    "visibility_timeout_s": _positive(_parse_int),
+    "visibility_timeout_s": _visibility_timeout,
     "lease_grace_s": _parse_positive_float,
     "log_level": _parse_log_level,
     "log_json": _parse_bool,

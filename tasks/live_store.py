@@ -41,6 +41,8 @@ class TransitionResult:
     state: str | None
     exists: bool = True
     queue_full: bool = False
+    # The command's values, returned by a claim this delivery won.
+    values: dict[str, Any] | None = None
 
 
 class LiveStore:
@@ -107,13 +109,20 @@ class LiveStore:
         ]
         for key, value in flat.items():
             args.extend((key, value))
-        code, previous, state = self._script(args=args)
+        code, previous, state, *rest = self._script(args=args)
+        values = None
+        if rest:
+            flat = rest[0]
+            values = from_redis_fields(
+                {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
+            )
         return TransitionResult(
             moved=code == 1,
             previous=previous.decode() if previous else None,
             state=state.decode() if state else None,
             exists=code != -1,
             queue_full=code == -2,
+            values=values,
         )
 
     def create(self, values: dict[str, Any], queue_cap: int) -> TransitionResult:

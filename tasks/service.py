@@ -227,7 +227,7 @@ class HwqService:
             "command accepted",
             extra={"device": device, "command": values["id"], "kind": values["kind"]},
         )
-        return public_view(self.live.get(values["id"]) or values)
+        return public_view({**values, "state": State.QUEUED.value})
 
     def _publish(self, values: dict[str, Any]) -> None:
         try:

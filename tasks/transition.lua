@@ -7,7 +7,8 @@
 --       applied in order), 8 lease seconds ("" for none), 9 queue cap or expires_s (create),
 --       10.. field/value pairs to store with the change.
 -- Returns {code, previous state, new state}: code 1 moved, 0 refused, -1 no such command,
--- -2 device queue full (create only).
+-- -2 device queue full (create only). A won claim also returns the command's fields, so the
+-- worker needs no second round trip before it talks to the device.
 
 local prefix, mode, id, now_iso, detail = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local expected, targets, lease_s, extra = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
@@ -151,4 +152,7 @@ for step, target in ipairs(wanted) do
   state = target
 end
 if state == previous then return {0, previous, state} end
+if mode == 'claim' and state == 'dispatched' then
+  return {1, previous, state, redis.call('HGETALL', cmd_key)}
+end
 return {1, previous, state}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from celery import Celery
@@ -19,6 +20,9 @@ from worker_host.transport import SerialTransport
 
 log = logging.getLogger("hwq.device")
 
+# The device's settings are read again after this long, so a PATCH reaches an idle worker
+# within it without costing a Redis round trip on every command.
+CONFIG_CACHE_S = 2.0
 # Settings whose change means the port must be opened anew.
 _PORT_SETTINGS = ("address", "baudrate")
 
@@ -41,14 +45,20 @@ class DeviceRuntime:
         self.overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
         self._exchange: DeviceExchange | None = None
         self._port_settings: tuple[Any, ...] | None = None
+        self._config: dict[str, Any] | None = None
+        self._config_read_at = 0.0
         # Celery's thread pool has one thread, but a redelivery must never race the port.
         self._lock = threading.Lock()
 
     def _device_config(self) -> dict[str, Any]:
+        now = time.monotonic()
+        if self._config is not None and now - self._config_read_at < CONFIG_CACHE_S:
+            return self._config
         config = self.live.device_config(self.device) or {"name": self.device}
         config.update(self.overrides)
         if not config.get("address"):
             raise DeviceError(f"device {self.device} has no address; register it with one")
+        self._config, self._config_read_at = config, now
         return config
 
     def _exchange_for(self, config: dict[str, Any]) -> DeviceExchange:
@@ -78,7 +88,7 @@ class DeviceRuntime:
         if claim.state != State.DISPATCHED:
             log.info("command ended before dispatch", extra={**context, "state": claim.state})
             return
-        values = self.live.get(command_id)
+        values = claim.values
         if values is None:
             return
         try:

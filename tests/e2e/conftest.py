@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from stack import Stack
+from worker_host.local_stack import Stack
 
 
 @pytest.fixture(scope="module")

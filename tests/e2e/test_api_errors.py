@@ -11,8 +11,7 @@ import pytest
 import redis
 
 from worker_host.embedded_redis import free_port
-
-from stack import Reply, Stack, http
+from worker_host.local_stack import Reply, Stack, http
 
 QUEUE_CAP = 3
 

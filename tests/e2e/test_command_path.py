@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
-from stack import Stack
+from worker_host.local_stack import Stack
 
 
 def _at(text: str) -> datetime:

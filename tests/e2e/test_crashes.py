@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from stack import Stack
+from worker_host.local_stack import Stack
 
 
 @pytest.fixture(scope="module")

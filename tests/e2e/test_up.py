@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from worker_host.embedded_redis import free_port
-
-from stack import http
+from worker_host.local_stack import http
 
 HOSTNAME = "uphost"
 

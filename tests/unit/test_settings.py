@@ -161,7 +161,8 @@ def test_every_field_has_a_variable() -> None:
         "HWQ_HOSTNAME": "n",
         "HWQ_MAX_BODY_BYTES": "4",
         "HWQ_QUEUE_CAP": "5",
-        "HWQ_VISIBILITY_TIMEOUT_S": "6",
+        "HWQ_VISIBILITY_TIMEOUT_S": "601",
+        "HWQ_LEASE_GRACE_S": "7.5",
         "HWQ_LOG_LEVEL": "ERROR",
         "HWQ_LOG_JSON": "true",
     }
@@ -321,3 +322,8 @@ def test_with_overrides_returns_a_changed_copy() -> None:
     assert changed.api_port == 8123
     assert settings.redis_url is None
     assert settings.api_port == 8000
+
+
+def test_a_visibility_timeout_shorter_than_a_command_is_refused() -> None:
+    with pytest.raises(ConfigError, match="HWQ_VISIBILITY_TIMEOUT_S"):
+        load_settings(environ={"HWQ_VISIBILITY_TIMEOUT_S": "100"})

@@ -1,4 +1,7 @@
-"""Real hwq processes for end-to-end tests, each started as `hwq <role>` and talked to over HTTP."""
+"""A local stack of real hwq processes, each started as `hwq <role>` and driven over HTTP.
+
+End-to-end tests and benchmarks use it; it needs only a Redis URL and a folder.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""Benchmarks: hwq measured beside bare Celery and bare serial, in the same run."""

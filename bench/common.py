@@ -1,0 +1,134 @@
+"""What every benchmark shares: its own Redis, a local hwq stack, timing and reporting."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from worker_host.embedded_redis import EmbeddedRedis
+from worker_host.local_stack import Stack
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    """The value below which `fraction` of the samples lie (nearest rank)."""
+    ordered = sorted(samples)
+    index = min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))
+    return ordered[index]
+
+
+def summary_ms(samples: list[float]) -> dict[str, float]:
+    """p50, p99 and mean of durations in seconds, as milliseconds."""
+    return {
+        "p50_ms": round(percentile(samples, 0.50) * 1000, 3),
+        "p99_ms": round(percentile(samples, 0.99) * 1000, 3),
+        "mean_ms": round(statistics.fmean(samples) * 1000, 3),
+        "n": len(samples),
+    }
+
+
+def progress(label: str, done: int, total: int) -> None:
+    """One progress line on stderr, rewritten in place."""
+    end = "\n" if done >= total else ""
+    print(f"\r{label}: {done}/{total}", end=end, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def bench_redis() -> Iterator[str]:
+    """A Redis server of the benchmark's own, like the one `hwq up` embeds."""
+    with tempfile.TemporaryDirectory(prefix="hwq-bench-redis-") as folder:
+        server = EmbeddedRedis(Path(folder), persist=False)
+        url = server.start()
+        try:
+            yield url
+        finally:
+            server.stop()
+
+
+@contextmanager
+def hwq_stack(redis_url: str, **extra_env: str) -> Iterator[Stack]:
+    """API, server worker and SQLite in a temporary home; devices are added by the caller."""
+    with tempfile.TemporaryDirectory(prefix="hwq-bench-") as folder:
+        stack = Stack(
+            home=Path(folder),
+            redis_url=redis_url,
+            key_prefix="bench",
+            extra_env={"HWQ_LOG_LEVEL": "WARNING", **extra_env},
+        )
+        try:
+            yield stack.start()
+        finally:
+            stack.close()
+
+
+@contextmanager
+def bare_celery_workers(redis_url: str, count: int = 1) -> Iterator[None]:
+    """`count` bare Celery solo workers on the same Redis."""
+    env = {**os.environ, "BENCH_BROKER_URL": redis_url}
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "bench.bare_celery", "worker", "--pool",
+             "solo", "--hostname", f"bare{i}@bench", "--loglevel", "WARNING", "--without-gossip",
+             "--without-mingle"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        for i in range(count)
+    ]
+    try:
+        from bench.bare_celery import app
+
+        app.conf.broker_url = redis_url
+        app.conf.result_backend = redis_url
+        deadline = time.monotonic() + 60
+        while len(app.control.ping(timeout=0.5) or []) < count:
+            if time.monotonic() > deadline:
+                raise RuntimeError("bare Celery workers did not answer")
+        yield
+    finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.wait(timeout=30)
+
+
+def write_results(name: str, results: dict[str, Any]) -> Path:
+    """Merge one benchmark's results into bench/results/<date>.json."""
+    RESULTS_DIR.mkdir(exist_ok=True)
+    path = RESULTS_DIR / f"{datetime.now(UTC):%Y-%m-%d}.json"
+    document = json.loads(path.read_text()) if path.exists() else {}
+    document["machine"] = machine()
+    document[name] = {**results, "at": datetime.now(UTC).isoformat(timespec="seconds")}
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    return path
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpus": os.cpu_count(), "cpu": cpu, "python": sys.version.split()[0]}
+
+
+def print_table(title: str, rows: list[tuple[str, ...]]) -> None:
+    """A plain aligned table."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    print(f"\n{title}")
+    for row in rows:
+        print("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))

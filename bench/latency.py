@@ -1,0 +1,120 @@
+"""Latency: one line command submitted over HTTP and read back with ?wait, against bare parts.
+
+Beside hwq, in the same run: a bare Celery echo round trip (`delay().get()`, one solo worker)
+on the same Redis, and a bare pyserial write-and-readline to the same kind of simulator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import serial
+
+from bench.common import (
+    bare_celery_workers,
+    bench_redis,
+    hwq_stack,
+    print_table,
+    progress,
+    summary_ms,
+    write_results,
+)
+from worker_host.local_stack import Stack
+from worker_host.simulator import running_device
+
+DEFAULT_ROUNDS = 500
+
+
+def hwq_round_trips(stack: Stack, device: str, rounds: int) -> list[float]:
+    """Submit then long-poll, `rounds` times in a row."""
+    samples = []
+    for i in range(rounds):
+        started = time.perf_counter()
+        command_id = stack.submit(device, f"ECHO {i}")
+        reply = stack.request("GET", f"/commands/{command_id}?wait=10")
+        samples.append(time.perf_counter() - started)
+        assert reply.body["response"]["text"] == str(i), reply.body
+        progress("hwq", i + 1, rounds)
+    return samples
+
+
+def celery_round_trips(rounds: int) -> list[float]:
+    """`delay().get()` on a bare echo task."""
+    from bench.bare_celery import echo
+
+    samples = []
+    for i in range(rounds):
+        started = time.perf_counter()
+        assert echo.delay(str(i)).get(timeout=10) == str(i)
+        samples.append(time.perf_counter() - started)
+        progress("bare celery", i + 1, rounds)
+    return samples
+
+
+def serial_round_trips(rounds: int) -> list[float]:
+    """Write a line to a simulated instrument on a pty and read its reply line."""
+    samples = []
+    with running_device("scpi", "bare") as device:
+        port = serial.Serial(device.path, timeout=5)
+        for i in range(rounds):
+            started = time.perf_counter()
+            port.write(f"ECHO {i}\n".encode())
+            assert port.readline().strip() == str(i).encode()
+            samples.append(time.perf_counter() - started)
+            progress("bare serial", i + 1, rounds)
+        port.close()
+    return samples
+
+
+def run(rounds: int = DEFAULT_ROUNDS) -> dict[str, Any]:
+    """Measure all three in one run and return the figures and ratios."""
+    with bench_redis() as redis_url:
+        with hwq_stack(redis_url) as stack:
+            stack.add_sim_device("lat0")
+            stack.wait(stack.submit("lat0", "*IDN?"))  # warm the port and the connections
+            hwq = summary_ms(hwq_round_trips(stack, "lat0", rounds))
+        with bare_celery_workers(redis_url, 1):
+            celery_round_trips(20)  # warm-up
+            bare_celery = summary_ms(celery_round_trips(rounds))
+    bare_serial = summary_ms(serial_round_trips(rounds))
+    baseline_p50 = bare_celery["p50_ms"] + bare_serial["p50_ms"]
+    baseline_p99 = bare_celery["p99_ms"] + bare_serial["p99_ms"]
+    return {
+        "hwq": hwq,
+        "bare_celery": bare_celery,
+        "bare_serial": bare_serial,
+        "ratio_p50": round(hwq["p50_ms"] / baseline_p50, 2),
+        "ratio_p99": round(hwq["p99_ms"] / baseline_p99, 2),
+        "target_p50": 1.5,
+        "target_p99": 2.0,
+    }
+
+
+def report(results: dict[str, Any]) -> None:
+    """Print the latency table."""
+    rows = [("", "p50 ms", "p99 ms", "mean ms")]
+    for name in ("hwq", "bare_celery", "bare_serial"):
+        figures = results[name]
+        rows.append(
+            (name, str(figures["p50_ms"]), str(figures["p99_ms"]), str(figures["mean_ms"]))
+        )
+    rows.append(
+        ("hwq / (celery + serial)", str(results["ratio_p50"]), str(results["ratio_p99"]), "")
+    )
+    print_table("Latency: submit → reply through ?wait", rows)
+
+
+def main() -> None:
+    """Run from the command line: python -m bench.latency [--rounds N]."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS)
+    args = parser.parse_args()
+    results = run(args.rounds)
+    report(results)
+    print(f"results in {write_results('latency', results)}")
+
+
+if __name__ == "__main__":
+    main()
