@@ -11,9 +11,10 @@ import click
 from config import Settings, load_settings
 from config.logging import configure_logging
 from tasks.celery_app import create_celery
+from tasks.db import registry
 from tasks.db.engine import make_engine, make_sessions, migrate
 from tasks.db.tokens import create_token
-from tasks.queues import SERVER_QUEUE
+from tasks.queues import DEVICE_NAME_PATTERN, SERVER_QUEUE
 from tasks.server_worker import install_server_duties
 from worker_host.simulator import SimulatedDevice, run_simulator
 
@@ -139,11 +140,27 @@ def sim(kind: str, name: str, home: str | None, link: str | None) -> None:
 
 
 @click.command("migrate")
-def migrate_command() -> None:
+@click.option(
+    "--ensure-device",
+    "devices",
+    multiple=True,
+    metavar="NAME[=ADDRESS]",
+    help="Register this device too if it is missing (repeatable); for deployments.",
+)
+def migrate_command(devices: tuple[str, ...]) -> None:
     """Create or upgrade the results database schema."""
     settings = _settings()
-    migrate(make_engine(settings.sqlalchemy_url))
+    engine = make_engine(settings.sqlalchemy_url)
+    migrate(engine)
     click.echo("database is at the newest schema")
+    with make_sessions(engine)() as session, session.begin():
+        for spec in devices:
+            name, _, address = spec.partition("=")
+            if not DEVICE_NAME_PATTERN.match(name):
+                raise click.BadParameter(f"{name!r} is not a device name", param_hint="NAME")
+            if registry.get_device(session, name) is None:
+                registry.add_device(session, {"name": name, "address": address or None})
+                click.echo(f"registered device {name}")
 
 
 @click.group()
