@@ -39,9 +39,12 @@ def summary_ms(samples: list[float]) -> dict[str, float]:
 
 
 def progress(label: str, done: int, total: int) -> None:
-    """One progress line on stderr, rewritten in place."""
-    end = "\n" if done >= total else ""
-    print(f"\r{label}: {done}/{total}", end=end, file=sys.stderr, flush=True)
+    """Progress on stderr: rewritten in place on a terminal, every tenth part in a log."""
+    if sys.stderr.isatty():
+        end = "\n" if done >= total else ""
+        print(f"\r{label}: {done}/{total}", end=end, file=sys.stderr, flush=True)
+    elif done == total or done % max(1, total // 10) == 0:
+        print(f"{label}: {done}/{total}", file=sys.stderr, flush=True)
 
 
 @contextmanager
