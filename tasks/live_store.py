@@ -125,10 +125,22 @@ class LiveStore:
             values=values,
         )
 
-    def create(self, values: dict[str, Any], queue_cap: int) -> TransitionResult:
-        """Store a new command as queued, unless its device already holds `queue_cap`."""
+    def create(
+        self,
+        values: dict[str, Any],
+        queue_cap: int,
+        enqueue: tuple[str, str] | None = None,
+    ) -> TransitionResult:
+        """Store a new command as queued, unless its device already holds `queue_cap`.
+
+        With `enqueue` = (broker list key, message), the message is pushed in the same
+        atomic step, so a command is never queued without its message or the reverse.
+        """
+        options: dict[str, Any] = {"cap": queue_cap}
+        if enqueue is not None:
+            options["queue"], options["message"] = enqueue
         return self._run(
-            "create", values["id"], detail="accepted", extra=str(queue_cap), fields=values
+            "create", values["id"], detail="accepted", extra=json.dumps(options), fields=values
         )
 
     def move(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 import redis
@@ -19,6 +20,8 @@ log = logging.getLogger("hwq.recorder")
 GROUP = "recorder"
 # Entries taken per round; one SQL transaction covers them all.
 BATCH = 200
+# How long the recorder waits for more transitions after the first one of a batch arrives.
+GATHER_S = 0.05
 # How long one read blocks before the loop looks at its stop flag again.
 BLOCK_MS = 1000
 
@@ -56,10 +59,15 @@ class Recorder:
             entries = replies[0][1] if replies else []
         if not entries:
             return 0
+        if len(entries) < BATCH and block_ms:
+            # A command makes several transitions within milliseconds; gathering them for a
+            # moment turns many small SQL transactions into one.
+            time.sleep(GATHER_S)
+            more = self.live.redis.xreadgroup(GROUP, self.consumer, {key: ">"}, count=BATCH)
+            entries += more[0][1] if more else []
         decoded = [_decode(fields) for _, fields in entries]
         with self.sessions() as session, session.begin():
-            for entry in decoded:
-                ledger.record_transition(session, entry)
+            ledger.record_transitions(session, decoded)
         ids = [entry_id for entry_id, _ in entries]
         pipe = self.live.redis.pipeline()
         pipe.xack(key, GROUP, *ids)

@@ -12,7 +12,6 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import redis
-from celery import Celery
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -21,7 +20,7 @@ from config import Settings
 from tasks import live_store as live_module
 from tasks.analysis import check_analysis_request
 from tasks.auth import Principal
-from tasks.celery_app import EXECUTE_TASK, PUBLISH_RETRY_POLICY, create_celery
+from tasks.celery_app import broker_key_prefix
 from tasks.command_record import public_view, utc_now_iso
 from tasks.connections import redis_client
 from tasks.db import ledger, registry, tokens
@@ -31,11 +30,11 @@ from tasks.errors import (
     Conflict,
     NotFound,
     QueueFull,
-    ServiceUnavailable,
     Unauthorized,
     ValidationFailed,
 )
 from tasks.lifecycle import TERMINAL, State
+from tasks.messages import execute_message
 from tasks.queues import device_queue
 
 log = logging.getLogger("hwq.service")
@@ -54,13 +53,12 @@ def _version() -> str:
 class HwqService:
     """The operations behind every API route."""
 
-    def __init__(self, settings: Settings, celery: Celery | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.redis = redis_client(settings, max_connections=max(64, settings.api_threads * 2))
         self.live = live_module.LiveStore(self.redis, settings.key_prefix)
         self.engine = make_engine(settings.sqlalchemy_url)
         self.sessions = make_sessions(self.engine)
-        self.celery = celery or create_celery(settings)
         self._token_cache: dict[str, tuple[float, Principal]] = {}
         self._token_lock = threading.Lock()
 
@@ -114,9 +112,7 @@ class HwqService:
         return {**values, **self.live.device_status(values["name"])}
 
     def _mirror(self, values: dict[str, Any]) -> None:
-        self.live.put_device_config(
-            values["name"], {k: values[k] for k in registry.WORKER_FIELDS}
-        )
+        self.live.put_device_config(values["name"], {k: values[k] for k in registry.WORKER_FIELDS})
 
     def list_devices(self) -> list[dict[str, Any]]:
         """Every device with its live state."""
@@ -214,47 +210,32 @@ class HwqService:
             "attempts": 0,
             "created_at": utc_now_iso(),
         }
+        # The ledger row is committed before the message exists, so no worker can run a
+        # command the ledger does not know; a refusal afterwards removes the row again.
         with self._session() as session:
             ledger.insert_command(session, values)
-            session.flush()
-            result = self.live.create(values, self.settings.queue_cap)
-            if result.queue_full:
-                raise QueueFull(
-                    f"device {device!r} already holds {self.settings.queue_cap} queued commands"
-                )
-        self._publish(values)
+        queue = device_queue(device)
+        message = (
+            broker_key_prefix(self.settings.key_prefix) + queue,
+            execute_message(values["id"], queue),
+        )
+        try:
+            result = self.live.create(values, self.settings.queue_cap, enqueue=message)
+        except redis.RedisError:
+            self._forget_row(values["id"])
+            raise
+        if result.queue_full:
+            self._forget_row(values["id"])
+            raise QueueFull(
+                f"device {device!r} already holds {self.settings.queue_cap} queued commands"
+            )
         log.info(
             "command accepted",
             extra={"device": device, "command": values["id"], "kind": values["kind"]},
         )
         return public_view({**values, "state": State.QUEUED.value})
 
-    def _publish(self, values: dict[str, Any]) -> None:
-        try:
-            self.celery.send_task(
-                EXECUTE_TASK,
-                args=[values["id"]],
-                task_id=values["id"],
-                queue=device_queue(values["device"]),
-                retry=True,
-                retry_policy=PUBLISH_RETRY_POLICY,
-            )
-        except Exception as e:
-            # Undo both records so a 503 leaves nothing half-created behind. The broker's own
-            # message stays in the log: it may name hosts a client has no business seeing.
-            log.warning(
-                "publish failed",
-                extra={"command": values["id"], "device": values["device"], "error": repr(e)},
-            )
-            self._discard(values["id"])
-            raise ServiceUnavailable("the broker did not take the command; try again") from e
-
-    def _discard(self, command_id: str) -> None:
-        try:
-            self.live.move(command_id, State.CANCELLED, detail="not published")
-            self.redis.delete(self.live.command_key(command_id), self.live.log_key(command_id))
-        except redis.RedisError:
-            log.warning("could not discard live state", extra={"command": command_id})
+    def _forget_row(self, command_id: str) -> None:
         with self._session() as session:
             ledger.delete_command(session, command_id)
 

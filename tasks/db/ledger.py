@@ -6,8 +6,7 @@ import base64
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from tasks.command_record import parse_iso
@@ -142,40 +141,56 @@ def events(session: Session, command_id: str) -> list[dict[str, Any]]:
     return [{"state": r.state, "at": _iso(r.at), "detail": r.detail} for r in rows]
 
 
-def record_transition(session: Session, entry: dict[str, Any]) -> None:
-    """Apply one transition idempotently: the event once, the row only forward in seq."""
-    command_id, seq = entry["id"], int(entry["seq"])
-    exists = session.scalar(
-        select(CommandEventRow.id).where(
-            CommandEventRow.command_id == command_id, CommandEventRow.seq == seq
+def record_transitions(session: Session, entries: list[dict[str, Any]]) -> None:
+    """Apply a batch of transitions idempotently: each event once, each row only forward.
+
+    A few statements per batch rather than per entry keep the write lock short, which is
+    what SQLite's single writer (the API inserting commands) waits on.
+    """
+    if not entries:
+        return
+    ids = sorted({entry["id"] for entry in entries})
+    recorded = set(
+        session.execute(
+            select(CommandEventRow.command_id, CommandEventRow.seq).where(
+                CommandEventRow.command_id.in_(ids)
+            )
+        ).tuples()
+    )
+    fresh: dict[tuple[str, int], dict[str, Any]] = {}
+    for entry in entries:
+        key = (entry["id"], int(entry["seq"]))
+        if key not in recorded:
+            fresh[key] = {
+                "command_id": entry["id"],
+                "seq": key[1],
+                "state": entry["state"],
+                "at": parse_iso(entry["at"]),
+                "detail": entry.get("detail"),
+            }
+    if fresh:
+        session.execute(insert(CommandEventRow), list(fresh.values()))
+    for command_id, changes in _latest_changes(entries).items():
+        session.execute(
+            update(CommandRow)
+            .where(CommandRow.id == command_id, CommandRow.last_seq < changes["last_seq"])
+            .values(**changes)
         )
-    )
-    if exists is None:
-        try:
-            with session.begin_nested():
-                session.add(
-                    CommandEventRow(
-                        command_id=command_id,
-                        seq=seq,
-                        state=entry["state"],
-                        at=parse_iso(entry["at"]),
-                        detail=entry.get("detail"),
-                    )
-                )
-        except IntegrityError:
-            pass  # another recorder got there first; the event is in
-    changes: dict[str, Any] = {"last_seq": seq}
-    for name in _RECORDED_FIELDS:
-        if name in entry:
-            value = entry[name]
-            if name in _TIME_FIELDS and value:
-                value = parse_iso(value)
-            changes[name] = value
-    session.execute(
-        update(CommandRow)
-        .where(CommandRow.id == command_id, CommandRow.last_seq < seq)
-        .values(**changes)
-    )
+
+
+def _latest_changes(entries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per command, its recorded columns as the newest entry in the batch leaves them."""
+    merged: dict[str, dict[str, Any]] = {}
+    for entry in sorted(entries, key=lambda e: (e["id"], int(e["seq"]))):
+        changes = merged.setdefault(entry["id"], {})
+        changes["last_seq"] = int(entry["seq"])
+        for name in _RECORDED_FIELDS:
+            if name in entry:
+                value = entry[name]
+                if name in _TIME_FIELDS and value:
+                    value = parse_iso(value)
+                changes[name] = value
+    return merged
 
 
 def unfinished(session: Session) -> list[CommandRow]:

@@ -73,10 +73,9 @@ def test_replayed_entries_change_nothing(settings: Settings, redis_client: redis
         {"id": command_id, "seq": 2, "state": "cancelled", "at": utc_now_iso(), "detail": ""},
         {"id": command_id, "seq": 1, "state": "queued", "at": utc_now_iso(), "detail": ""},
     ]
-    for _ in range(2):
+    for batch in (entries, entries, entries[:1], entries[1:]):
         with sessions() as session, session.begin():
-            for entry in entries:
-                ledger.record_transition(session, entry)
+            ledger.record_transitions(session, batch)
     with sessions() as session:
         row = ledger.get_command(session, command_id)
         assert row is not None and row.state == "cancelled"
