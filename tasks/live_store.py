@@ -41,6 +41,8 @@ class TransitionResult:
     state: str | None
     exists: bool = True
     queue_full: bool = False
+    # The command's device has no settings in Redis (create only).
+    unknown_device: bool = False
     # The command's values, returned by a claim this delivery won.
     values: dict[str, Any] | None = None
 
@@ -122,6 +124,7 @@ class LiveStore:
             state=state.decode() if state else None,
             exists=code != -1,
             queue_full=code == -2,
+            unknown_device=code == -3,
             values=values,
         )
 
@@ -133,10 +136,14 @@ class LiveStore:
     ) -> TransitionResult:
         """Store a new command as queued, unless its device already holds `queue_cap`.
 
-        With `enqueue` = (broker list key, message), the message is pushed in the same
-        atomic step, so a command is never queued without its message or the reverse.
+        The device must have its settings mirrored (else `unknown_device`). With `enqueue` =
+        (broker list key, message), the message is pushed in the same atomic step, so a
+        command is never queued without its message or the reverse.
         """
-        options: dict[str, Any] = {"cap": queue_cap}
+        options: dict[str, Any] = {
+            "cap": queue_cap,
+            "device_key": self.device_config_key(values["device"]),
+        }
         if enqueue is not None:
             options["queue"], options["message"] = enqueue
         return self._run(
@@ -174,10 +181,7 @@ class LiveStore:
     # reads --------------------------------------------------------------------------------
     def get(self, command_id: str) -> dict[str, Any] | None:
         """One command's live values, or None when Redis does not hold it."""
-        raw = self.redis.hgetall(self.command_key(command_id))
-        if not raw:
-            return None
-        return from_redis_fields({k.decode(): v.decode() for k, v in raw.items()})
+        return _decode_hash(self.redis.hgetall(self.command_key(command_id)))
 
     def state_of(self, command_id: str) -> str | None:
         """Just the state, for cheap re-checks."""
@@ -197,9 +201,12 @@ class LiveStore:
         while True:
             # Read the stream's tail before the state, so an event landing in between is
             # returned by XREAD at once instead of being missed.
-            tail = self.redis.xrevrange(self.log_key(command_id), count=1)
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.xrevrange(self.log_key(command_id), count=1)
+            pipe.hgetall(self.command_key(command_id))
+            tail, raw = pipe.execute()
             last_id = tail[0][0] if tail else b"0-0"
-            values = self.get(command_id)
+            values = _decode_hash(raw)
             if values is None or settled(values):
                 return values
             remaining = deadline - time.monotonic()
@@ -303,6 +310,12 @@ class LiveStore:
     def queued_ids(self, device: str) -> list[str]:
         """A device's queued command ids, oldest first."""
         return [i.decode() for i in self.redis.zrange(self.device_set_key(device, "queued"), 0, -1)]
+
+
+def _decode_hash(raw: dict[bytes, bytes]) -> dict[str, Any] | None:
+    if not raw:
+        return None
+    return from_redis_fields({k.decode(): v.decode() for k, v in raw.items()})
 
 
 def _event(fields: dict[bytes, bytes]) -> dict[str, Any]:

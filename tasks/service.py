@@ -188,8 +188,9 @@ class HwqService:
     # commands -----------------------------------------------------------------------------
     def submit(self, device: str, user: str, request: dict[str, Any]) -> dict[str, Any]:
         """Accept a command: ledger row, live state, then the message to the device's queue."""
-        config = self._device_config(device)
-        if request["kind"] == "python" and not _allows_python(config):
+        # Only python commands need the device's settings; for the rest, the atomic create
+        # below checks the device is registered without another round trip.
+        if request["kind"] == "python" and not _allows_python(self._device_config(device)):
             raise ValidationFailed(
                 f"device {device!r} does not allow python commands",
                 [{"field": "kind", "message": "python is not enabled on this device"}],
@@ -221,7 +222,11 @@ class HwqService:
         )
         try:
             result = self.live.create(values, self.settings.queue_cap, enqueue=message)
-        except redis.RedisError:
+            if result.unknown_device:
+                # The mirror may be gone after Redis lost its data: SQL decides, then retry.
+                self._device_config(device)
+                result = self.live.create(values, self.settings.queue_cap, enqueue=message)
+        except (redis.RedisError, NotFound):
             self._forget_row(values["id"])
             raise
         if result.queue_full:

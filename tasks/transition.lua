@@ -5,10 +5,10 @@
 -- ARGV: 1 key prefix, 2 mode ("create" | "move" | "claim"), 3 command id, 4 now (ISO 8601),
 --       5 detail, 6 expected states ("*" or comma list), 7 target states (comma list,
 --       applied in order), 8 lease seconds ("" for none), 9 create only: JSON
---       {cap, queue?, message?}: the device's queue cap, and the broker list and Celery message
---       to push once the command is stored, 10.. field/value pairs to store with the change.
+--       {cap, device_key, queue?, message?}: the device's queue cap and settings key, and the
+--       broker list and Celery message to push once the command is stored, 10.. field/value pairs to store with the change.
 -- Returns {code, previous state, new state}: code 1 moved, 0 refused, -1 no such command,
--- -2 device queue full (create only). A won claim also returns the command's fields, so the
+-- -2 device queue full, -3 device not registered (both create only). A won claim also returns the command's fields, so the
 -- worker needs no second round trip before it talks to the device.
 
 local prefix, mode, id, now_iso, detail = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -89,6 +89,7 @@ if mode == 'create' then
   end
   if redis.call('EXISTS', cmd_key) == 1 then return {0, redis.call('HGET', cmd_key, 'state'), ''} end
   local options = cjson.decode(extra)
+  if redis.call('EXISTS', options.device_key) == 0 then return {-3, '', ''} end
   if redis.call('ZCARD', device_key(device, 'queued')) >= options.cap then return {-2, '', ''} end
   redis.call('HSET', cmd_key, 'state', 'queued', 'seq', 0, unpack(fields))
   local expires_s = redis.call('HGET', cmd_key, 'expires_s')

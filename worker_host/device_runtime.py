@@ -23,6 +23,8 @@ log = logging.getLogger("hwq.device")
 # The device's settings are read again after this long, so a PATCH reaches an idle worker
 # within it without costing a Redis round trip on every command.
 CONFIG_CACHE_S = 2.0
+# The claim is the last check before writing unless this much time passed since it.
+RECHECK_AFTER_S = 0.005
 # Settings whose change means the port must be opened anew.
 _PORT_SETTINGS = ("address", "baudrate")
 
@@ -82,6 +84,7 @@ class DeviceRuntime:
     def _execute(self, command_id: str) -> None:
         context = {"device": self.device, "command": command_id}
         claim = self.live.claim(command_id, self.node_name)
+        claimed_at = time.monotonic()
         if not claim.moved:
             log.info("delivery inert", extra={**context, "state": claim.state})
             return
@@ -97,8 +100,11 @@ class DeviceRuntime:
             # A late reply owed by a timed-out command is waited out before the re-check, so
             # the re-check is the last thing that happens before bytes go out.
             exchange.settle()
-            # The last look before bytes go out: the claim must still be this delivery's.
-            if self.live.state_of(command_id) != State.DISPATCHED:
+            # The claim itself checked state, cancel flag and deadline atomically; when
+            # opening the port or a late reply took time since, look once more.
+            if time.monotonic() - claimed_at > RECHECK_AFTER_S and (
+                self.live.state_of(command_id) != State.DISPATCHED
+            ):
                 log.warning("claim lost before writing", extra=context)
                 return
             response = exchange.run(

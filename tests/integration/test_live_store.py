@@ -33,6 +33,7 @@ def new_command(live: LiveStore, device: str = "dev0", **extra: object) -> str:
         "created_at": utc_now_iso(),
         **extra,
     }
+    live.put_device_config(device, {"name": device, "address": "loop://"})
     assert live.create(values, queue_cap=100).moved
     return command_id
 
@@ -135,3 +136,11 @@ def test_wait_returns_as_soon_as_the_command_settles(live: LiveStore) -> None:
     values = live.wait(command_id, 10, is_settled_for_wait)
     assert values is not None and values["state"] == State.CANCELLED
     assert time.monotonic() - started < 5
+
+
+def test_a_command_for_an_unregistered_device_is_not_stored(live: LiveStore) -> None:
+    values = {"id": str(uuid.uuid4()), "device": "ghost", "created_at": utc_now_iso()}
+    result = live.create(values, queue_cap=10, enqueue=("ghost-queue", "message"))
+    assert result.unknown_device and not result.moved
+    assert live.get(values["id"]) is None
+    assert live.redis.llen("ghost-queue") == 0

@@ -38,6 +38,7 @@ def _accept(sessions, live: LiveStore, device: str = "dev0") -> str:  # type: ig
     }
     with sessions() as session, session.begin():
         ledger.insert_command(session, values)
+    live.put_device_config(device, {"name": device, "address": "loop://"})
     live.create(values, queue_cap=100)
     return str(values["id"])
 
