@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -91,8 +91,7 @@ def bare_celery_workers(redis_url: str, count: int = 1) -> Iterator[None]:
     try:
         from bench.bare_celery import app
 
-        app.conf.broker_url = redis_url
-        app.conf.result_backend = redis_url
+        app.conf.update(broker_url=redis_url, result_backend=redis_url)
         deadline = time.monotonic() + 60
         while len(app.control.ping(timeout=0.5) or []) < count:
             if time.monotonic() > deadline:
@@ -103,6 +102,12 @@ def bare_celery_workers(redis_url: str, count: int = 1) -> Iterator[None]:
             worker.terminate()
         for worker in workers:
             worker.wait(timeout=30)
+
+
+def check(name: str, value: float, relation: str, target: float) -> dict[str, Any]:
+    """One target of the benchmarks: the measured value, the target and whether it is met."""
+    met = value <= target if relation == "<=" else value >= target
+    return {"name": name, "value": value, "relation": relation, "target": target, "met": met}
 
 
 def write_results(name: str, results: dict[str, Any]) -> Path:
@@ -129,7 +134,7 @@ def machine() -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "cpu": cpu, "python": sys.version.split()[0]}
 
 
-def print_table(title: str, rows: list[tuple[str, ...]]) -> None:
+def print_table(title: str, rows: Sequence[tuple[str, ...]]) -> None:
     """A plain aligned table."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     print(f"\n{title}")

@@ -1,0 +1,41 @@
+"""`python -m bench` (`make bench`): every benchmark in one run, a table, and a results file."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Any
+
+from bench.common import machine, print_table, write_results
+
+# Each module has run(quick: bool) -> dict with a "checks" list, and report(results).
+BENCHMARKS = ("latency", "throughput", "api_load", "footprint", "scale")
+
+
+def main() -> None:
+    """Run the benchmarks named (all by default) and print which targets are met."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("names", nargs="*", default=list(BENCHMARKS), choices=BENCHMARKS)
+    parser.add_argument("--quick", action="store_true", help="Smaller runs, for a smoke test.")
+    args = parser.parse_args()
+    checks: list[dict[str, Any]] = []
+    path = None
+    for name in args.names:
+        print(f"== {name}", file=sys.stderr, flush=True)
+        module = importlib.import_module(f"bench.{name}")
+        results = module.run(quick=args.quick)
+        module.report(results)
+        path = write_results(name, results)
+        checks += results.get("checks", [])
+    rows = [("target", "measured", "goal", "met")]
+    for item in checks:
+        goal = f"{item['relation']} {item['target']}"
+        rows.append((item["name"], str(item["value"]), goal, "yes" if item["met"] else "NO"))
+    print_table(f"Targets on {machine()['cpus']} CPUs, {machine()['cpu']}", rows)
+    if path:
+        print(f"results in {path}")
+
+
+if __name__ == "__main__":
+    main()
