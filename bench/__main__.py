@@ -7,7 +7,7 @@ import importlib
 import sys
 from typing import Any
 
-from bench.common import machine, print_table, write_results
+from bench.common import QUICK_HELP, machine, print_table, write_results
 
 # Each module has run(quick: bool) -> dict with a "checks" list, and report(results).
 BENCHMARKS = ("latency", "throughput", "api_load", "footprint", "scale")
@@ -17,7 +17,7 @@ def main() -> None:
     """Run the benchmarks named (all by default) and print which targets are met."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("names", nargs="*", default=list(BENCHMARKS), choices=BENCHMARKS)
-    parser.add_argument("--quick", action="store_true", help="Smaller runs, for a smoke test.")
+    parser.add_argument("--quick", action="store_true", help=QUICK_HELP)
     args = parser.parse_args()
     checks: list[dict[str, Any]] = []
     path = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -9,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +20,10 @@ from worker_host.embedded_redis import EmbeddedRedis
 from worker_host.local_stack import Stack
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+# Time each device worker gets to come online when many start at once on two busy cores.
+ONLINE_TIMEOUT_PER_WORKER_S = 15.0
+# The --quick option every benchmark script takes.
+QUICK_HELP = "Smaller runs, for a smoke test."
 
 
 def percentile(samples: list[float], fraction: float) -> float:
@@ -76,8 +81,8 @@ def hwq_stack(redis_url: str, **extra_env: str) -> Iterator[Stack]:
 
 
 @contextmanager
-def bare_celery_workers(redis_url: str, count: int = 1) -> Iterator[None]:
-    """`count` bare Celery solo workers on the same Redis."""
+def bare_celery_workers(redis_url: str, count: int = 1) -> Iterator[list[int]]:
+    """`count` bare Celery solo workers on the same Redis; yields the workers' pids."""
     env = {**os.environ, "BENCH_BROKER_URL": redis_url}
     workers = [
         subprocess.Popen(
@@ -92,16 +97,48 @@ def bare_celery_workers(redis_url: str, count: int = 1) -> Iterator[None]:
         from bench.bare_celery import app
 
         app.conf.update(broker_url=redis_url, result_backend=redis_url)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 30 + 5 * count
         while len(app.control.ping(timeout=0.5) or []) < count:
             if time.monotonic() > deadline:
                 raise RuntimeError("bare Celery workers did not answer")
-        yield
+        yield [w.pid for w in workers]
     finally:
         for worker in workers:
             worker.terminate()
         for worker in workers:
             worker.wait(timeout=30)
+
+
+def add_simulators(stack: Stack, names: Sequence[str]) -> None:
+    """Start a simulator for each name and register it as a device, without its worker."""
+    for i, name in enumerate(names, start=1):
+        stack.add_sim_device(name, worker=False)
+        progress("simulators", i, len(names))
+
+
+def start_device_workers(stack: Stack, names: Sequence[str]) -> float:
+    """Spawn every device's worker at once; the seconds until GET /devices shows all online."""
+    wanted = set(names)
+    online = 0
+
+    def all_online() -> bool:
+        nonlocal online
+        items = stack.request("GET", "/devices").body["items"]
+        now = sum(1 for item in items if item["name"] in wanted and item["online"])
+        for count in range(online + 1, now + 1):
+            progress("device workers online", count, len(wanted))
+        online = max(online, now)
+        return now == len(wanted)
+
+    started = time.perf_counter()
+    for name in names:
+        stack.spawn(f"device-{name}", "device-worker", name, with_database=False)
+    stack.wait_for(
+        all_online,
+        f"{len(wanted)} device workers",
+        timeout=ONLINE_TIMEOUT_PER_WORKER_S * len(wanted) + 30,
+    )
+    return time.perf_counter() - started
 
 
 def check(name: str, value: float, relation: str, target: float) -> dict[str, Any]:
@@ -119,6 +156,27 @@ def write_results(name: str, results: dict[str, Any]) -> Path:
     document[name] = {**results, "at": datetime.now(UTC).isoformat(timespec="seconds")}
     path.write_text(json.dumps(document, indent=2) + "\n")
     return path
+
+
+def script_main(
+    name: str,
+    doc: str | None,
+    run: Callable[..., dict[str, Any]],
+    report: Callable[[dict[str, Any]], None],
+    extra_args: Sequence[tuple[str, dict[str, Any]]] = (),
+) -> None:
+    """One benchmark from the command line: run it, print its table, merge its results.
+
+    Every script takes --quick; `extra_args` are its own options as (flag, add_argument
+    keywords), each passed to `run` under the option's name.
+    """
+    parser = argparse.ArgumentParser(description=doc)
+    parser.add_argument("--quick", action="store_true", help=QUICK_HELP)
+    for flag, settings in extra_args:
+        parser.add_argument(flag, **settings)
+    results = run(**vars(parser.parse_args()))
+    report(results)
+    print(f"results in {write_results(name, results)}")
 
 
 def machine() -> dict[str, Any]:

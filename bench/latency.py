@@ -6,22 +6,12 @@ on the same Redis, and a bare pyserial write-and-readline to the same kind of si
 
 from __future__ import annotations
 
-import argparse
 import time
 from typing import Any
 
 import serial
 
-from bench.common import (
-    bare_celery_workers,
-    bench_redis,
-    check,
-    hwq_stack,
-    print_table,
-    progress,
-    summary_ms,
-    write_results,
-)
+from bench import common
 from worker_host.local_stack import Stack
 from worker_host.simulator import running_device
 
@@ -37,7 +27,7 @@ def hwq_round_trips(stack: Stack, device: str, rounds: int) -> list[float]:
         reply = stack.request("GET", f"/commands/{command_id}?wait=10")
         samples.append(time.perf_counter() - started)
         assert reply.body["response"]["text"] == str(i), reply.body
-        progress("hwq", i + 1, rounds)
+        common.progress("hwq", i + 1, rounds)
     return samples
 
 
@@ -50,7 +40,7 @@ def celery_round_trips(rounds: int) -> list[float]:
         started = time.perf_counter()
         assert echo.delay(str(i)).get(timeout=10) == str(i)
         samples.append(time.perf_counter() - started)
-        progress("bare celery", i + 1, rounds)
+        common.progress("bare celery", i + 1, rounds)
     return samples
 
 
@@ -64,7 +54,7 @@ def serial_round_trips(rounds: int) -> list[float]:
             port.write(f"ECHO {i}\n".encode())
             assert port.readline().strip() == str(i).encode()
             samples.append(time.perf_counter() - started)
-            progress("bare serial", i + 1, rounds)
+            common.progress("bare serial", i + 1, rounds)
         port.close()
     return samples
 
@@ -72,15 +62,15 @@ def serial_round_trips(rounds: int) -> list[float]:
 def run(quick: bool = False, rounds: int | None = None) -> dict[str, Any]:
     """Measure all three in one run and return the figures and ratios."""
     rounds = rounds or (50 if quick else DEFAULT_ROUNDS)
-    with bench_redis() as redis_url:
-        with hwq_stack(redis_url) as stack:
+    with common.bench_redis() as redis_url:
+        with common.hwq_stack(redis_url) as stack:
             stack.add_sim_device("lat0")
             stack.wait(stack.submit("lat0", "*IDN?"))  # warm the port and the connections
-            hwq = summary_ms(hwq_round_trips(stack, "lat0", rounds))
-        with bare_celery_workers(redis_url, 1):
+            hwq = common.summary_ms(hwq_round_trips(stack, "lat0", rounds))
+        with common.bare_celery_workers(redis_url, 1):
             celery_round_trips(20)  # warm-up
-            bare_celery = summary_ms(celery_round_trips(rounds))
-    bare_serial = summary_ms(serial_round_trips(rounds))
+            bare_celery = common.summary_ms(celery_round_trips(rounds))
+    bare_serial = common.summary_ms(serial_round_trips(rounds))
     ratio_p50 = round(hwq["p50_ms"] / (bare_celery["p50_ms"] + bare_serial["p50_ms"]), 2)
     ratio_p99 = round(hwq["p99_ms"] / (bare_celery["p99_ms"] + bare_serial["p99_ms"]), 2)
     return {
@@ -90,8 +80,8 @@ def run(quick: bool = False, rounds: int | None = None) -> dict[str, Any]:
         "ratio_p50": ratio_p50,
         "ratio_p99": ratio_p99,
         "checks": [
-            check("latency p50 / (bare celery + bare serial)", ratio_p50, "<=", 1.5),
-            check("latency p99 / (bare celery + bare serial)", ratio_p99, "<=", 2.0),
+            common.check("latency p50 / (bare celery + bare serial)", ratio_p50, "<=", 1.5),
+            common.check("latency p99 / (bare celery + bare serial)", ratio_p99, "<=", 2.0),
         ],
     }
 
@@ -107,17 +97,14 @@ def report(results: dict[str, Any]) -> None:
     rows.append(
         ("hwq / (celery + serial)", str(results["ratio_p50"]), str(results["ratio_p99"]), "")
     )
-    print_table("Latency: submit → reply through ?wait", rows)
+    common.print_table("Latency: submit → reply through ?wait", rows)
 
 
 def main() -> None:
-    """Run from the command line: python -m bench.latency [--rounds N]."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS)
-    args = parser.parse_args()
-    results = run(rounds=args.rounds)
-    report(results)
-    print(f"results in {write_results('latency', results)}")
+    """Run from the command line: python -m bench.latency [--quick] [--rounds N]."""
+    common.script_main(
+        "latency", __doc__, run, report, [("--rounds", {"type": int, "default": None})]
+    )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import IntEnum, StrEnum
+from typing import Any
 
 
 class State(StrEnum):
@@ -72,3 +73,11 @@ def device_state(queued: int, in_flight: int, awaiting_analysis: int) -> DeviceS
 def is_terminal(state: str) -> bool:
     """Whether a command in this state can never change again."""
     return state in TERMINAL
+
+
+def is_settled_for_wait(values: dict[str, Any]) -> bool:
+    """A long-poll returns once a command is terminal or waits for a person's analysis."""
+    if values["state"] in TERMINAL:
+        return True
+    analysis = values.get("analysis") or {}
+    return values["state"] == State.RESPONDED and analysis.get("analyzer") == "manual"

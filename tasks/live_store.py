@@ -14,7 +14,7 @@ from tasks.command_record import from_redis_fields, to_redis_fields, utc_now_iso
 from tasks.lifecycle import ALLOWED, TERMINAL, DeviceState, State, device_state
 
 # A device worker refreshes its presence this often and it lapses after the TTL.
-PRESENCE_TTL_S = 15
+PRESENCE_TTL_S = 30
 # Bytes a device sends that answer no command are kept, newest last, up to this many chunks.
 RX_STREAM_MAXLEN = 1000
 
@@ -323,12 +323,4 @@ def _event(fields: dict[bytes, bytes]) -> dict[str, Any]:
     return {"state": values["state"], "at": values["at"], "detail": values.get("detail") or None}
 
 
-def is_settled_for_wait(values: dict[str, Any]) -> bool:
-    """A long-poll returns once a command is terminal or waits for a person's analysis."""
-    if values["state"] in TERMINAL:
-        return True
-    analysis = values.get("analysis") or {}
-    return values["state"] == State.RESPONDED and analysis.get("analyzer") == "manual"
-
-
-__all__ = ["DeviceState", "LiveStore", "TransitionResult", "is_settled_for_wait"]
+__all__ = ["DeviceState", "LiveStore", "TransitionResult"]

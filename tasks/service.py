@@ -33,7 +33,7 @@ from tasks.errors import (
     Unauthorized,
     ValidationFailed,
 )
-from tasks.lifecycle import TERMINAL, State
+from tasks.lifecycle import TERMINAL, State, is_settled_for_wait
 from tasks.messages import execute_message
 from tasks.queues import device_queue
 
@@ -260,7 +260,7 @@ class HwqService:
 
     def wait_command(self, command_id: str, wait_s: float) -> dict[str, Any]:
         """The command once it settles, or after `wait_s` seconds, whichever is first."""
-        values = self.live.wait(command_id, wait_s, live_module.is_settled_for_wait)
+        values = self.live.wait(command_id, wait_s, is_settled_for_wait)
         return public_view(values) if values is not None else self.get_command(command_id)
 
     def list_commands(

@@ -18,6 +18,17 @@ from worker_host.device_runtime import DeviceRuntime
 log = logging.getLogger("hwq.device")
 
 
+# Flower and the online flag need a sign of life, not a frequent one: at most fifty idle
+# workers on a machine should cost next to nothing.
+DEVICE_HEARTBEAT_S = 10
+
+
+# An idle device worker renews its blocking pop on its queue this often; a message still
+# arrives the moment it is pushed, so only idle wake-ups get rarer. Only device workers get
+# it: clients waiting for remote-control replies (Flower) need short polls.
+IDLE_POLL_S = 10
+
+
 def device_worker_argv(device: str, settings: Settings, log_level: str) -> list[str]:
     """Celery worker arguments for one device.
 
@@ -40,6 +51,8 @@ def device_worker_argv(device: str, settings: Settings, log_level: str) -> list[
         "--without-gossip",
         "--without-mingle",
         "--task-events",
+        "--heartbeat-interval",
+        str(DEVICE_HEARTBEAT_S),
         "--loglevel",
         log_level,
     ]
@@ -56,6 +69,10 @@ def install_device_runtime(
         live, app, device, device_worker_name(device, settings.hostname), overrides
     )
     definitions.install("executor", runtime)
+    app.conf.broker_transport_options = {
+        **app.conf.broker_transport_options,
+        "polling_interval": IDLE_POLL_S,
+    }
 
     class DevicePresence(bootsteps.StartStopStep):
         """Marks the device online while the worker runs, offline once it stops."""

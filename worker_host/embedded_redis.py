@@ -11,6 +11,7 @@ from pathlib import Path
 import redis
 
 from tasks.errors import ConfigError, ServiceUnavailable
+from worker_host.launcher import die_with_parent
 
 # How long a fresh redis-server gets to answer PING.
 START_TIMEOUT_S = 15.0
@@ -69,7 +70,9 @@ class EmbeddedRedis:
     def start(self) -> str:
         """Start the server and wait until it answers; returns its URL."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            self.argv(), stdin=subprocess.DEVNULL, preexec_fn=die_with_parent
+        )
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:

@@ -23,14 +23,17 @@ STOP_TIMEOUT_S = 15.0
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGTERM the child if `hwq up` itself is killed, so nothing is orphaned."""
+def die_with_parent() -> None:
+    """In a child about to exec: SIGTERM it when its parent dies, however the parent dies.
+
+    Also puts the child in its own process group, so a Ctrl-C reaches only the parent,
+    which then stops its children in order.
+    """
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except OSError:
-        pass
-    # Own process group: a Ctrl-C reaches only `hwq up`, which then stops children in order.
+        pass  # not Linux: an orderly stop still stops every child
     os.setpgrp()
 
 
@@ -56,7 +59,7 @@ class Child:
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         self.started_at = time.monotonic()
 

@@ -124,12 +124,20 @@ def test_up_serves_two_instruments_flower_and_keeps_history(up: Up) -> None:
     flower = f"http://127.0.0.1:{up.flower_port}"
     assert http("GET", f"{flower}/api/workers").status == 401
     basic = base64.b64encode(login.encode()).decode()
-    request = urllib.request.Request(f"{flower}/api/workers?refresh=1")
-    request.add_header("Authorization", f"Basic {basic}")
     import json
 
-    workers = json.loads(urllib.request.urlopen(request, timeout=30).read())
-    assert f"sim0@{HOSTNAME}" in workers and f"sim1@{HOSTNAME}" in workers
+    # Flower asks the workers over the broker and lists those that answered in time; on a
+    # busy machine the first broadcast may be answered by only some.
+    deadline = time.monotonic() + 30
+    while True:
+        request = urllib.request.Request(f"{flower}/api/workers?refresh=1")
+        request.add_header("Authorization", f"Basic {basic}")
+        workers = json.loads(urllib.request.urlopen(request, timeout=30).read())
+        wanted = {f"sim0@{HOSTNAME}", f"sim1@{HOSTNAME}"}
+        if wanted <= set(workers) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert wanted <= set(workers), f"Flower lists {sorted(workers)}"
     deadline = time.monotonic() + 20
     while True:
         request = urllib.request.Request(f"{flower}/api/tasks?workername=sim0@{HOSTNAME}")

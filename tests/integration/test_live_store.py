@@ -128,7 +128,7 @@ def test_the_queue_cap_refuses_a_command_atomically(live: LiveStore) -> None:
 def test_wait_returns_as_soon_as_the_command_settles(live: LiveStore) -> None:
     import time
 
-    from tasks.live_store import is_settled_for_wait
+    from tasks.lifecycle import is_settled_for_wait
 
     command_id = new_command(live)
     threading.Timer(0.3, lambda: live.move(command_id, State.CANCELLED)).start()

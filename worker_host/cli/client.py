@@ -15,8 +15,7 @@ from typing import Any
 
 import click
 
-from tasks.lifecycle import State, is_terminal
-from tasks.live_store import is_settled_for_wait
+from tasks.lifecycle import State, is_settled_for_wait, is_terminal
 from worker_host.http_client import ApiClient
 
 # The API's reply timeout when a submission names none (DESIGN §3); sizes `hwq run`'s wait.

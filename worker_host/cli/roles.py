@@ -10,13 +10,9 @@ import click
 
 from config import Settings, load_settings
 from config.logging import configure_logging
-from tasks.celery_app import create_celery
-from tasks.db import registry
-from tasks.db.engine import make_engine, make_sessions, migrate
-from tasks.db.tokens import create_token
-from tasks.queues import DEVICE_NAME_PATTERN, SERVER_QUEUE
-from tasks.server_worker import install_server_duties
-from worker_host.simulator import SimulatedDevice, run_simulator
+
+# Each command imports what its role needs when it runs: a device worker beside the hardware
+# never loads the SQL stack, and `hwq --help` stays quick.
 
 SIM_KINDS = ["scpi", "echo", "frame"]
 # Threads of the server worker's pool: analysis is short, recording runs beside it.
@@ -49,6 +45,10 @@ def api(host: str | None, port: int | None) -> None:
 @click.command("server-worker")
 def server_worker() -> None:
     """Run the server worker: recorder, reaper and analysis (queue hwq.server)."""
+    from tasks.celery_app import create_celery
+    from tasks.queues import SERVER_QUEUE
+    from tasks.server_worker import install_server_duties
+
     settings = _settings()
     _logging(settings, role="server-worker")
     app = create_celery(settings)
@@ -87,7 +87,9 @@ def device_worker(
     simulate: str | None,
 ) -> None:
     """Run the worker of device NAME (queue hwq.device.NAME)."""
+    from tasks.celery_app import create_celery
     from worker_host.device_worker import device_worker_argv, install_device_runtime
+    from worker_host.simulator import SimulatedDevice
 
     settings = _settings()
     _logging(settings, role="device-worker", device=name)
@@ -106,6 +108,8 @@ def device_worker(
 @click.option("--address", default="127.0.0.1", show_default=True)
 def flower(port: int | None, address: str) -> None:
     """Run Flower, the monitoring dashboard, behind basic auth."""
+    from tasks.celery_app import create_celery
+
     settings = _settings()
     auth = settings.flower_auth
     auth_file = settings.home / "flower.auth"
@@ -130,6 +134,8 @@ def flower(port: int | None, address: str) -> None:
 @click.option("--link", default=None, help="Keep a symlink to the pseudo-terminal here.")
 def sim(kind: str, name: str, home: str | None, link: str | None) -> None:
     """Run a simulated device on a pseudo-terminal and print its path."""
+    from worker_host.simulator import run_simulator
+
     settings = _settings(home)
     log_path = settings.home / "sim" / f"{name}.log"
 
@@ -149,6 +155,10 @@ def sim(kind: str, name: str, home: str | None, link: str | None) -> None:
 )
 def migrate_command(devices: tuple[str, ...]) -> None:
     """Create or upgrade the results database schema."""
+    from tasks.db import registry
+    from tasks.db.engine import make_engine, make_sessions, migrate
+    from tasks.queues import DEVICE_NAME_PATTERN
+
     settings = _settings()
     engine = make_engine(settings.sqlalchemy_url)
     migrate(engine)
@@ -175,6 +185,9 @@ def token() -> None:
 @click.option("--name", required=True, help="Who or what the token is for.")
 def token_create(role: str, name: str) -> None:
     """Create a token and print it; it is shown this once only."""
+    from tasks.db.engine import make_engine, make_sessions, migrate
+    from tasks.db.tokens import create_token
+
     settings = _settings()
     engine = make_engine(settings.sqlalchemy_url)
     migrate(engine)

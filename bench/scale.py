@@ -1,0 +1,109 @@
+"""Scale: 50 device workers on one machine: how soon they are all online, and what they cost.
+
+Round-trip latency (submit, then ?wait) is measured twice on the same device: first while it is
+the only device; then its worker is stopped, the other 49 simulators are added, all 50 workers
+(its own among them) are spawned at once and timed until GET /devices shows every one online,
+and the same device is measured again with all 50 running. The device workers' resident memory
+and Redis's used_memory are recorded at 50 devices, as figures without targets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench import common
+from bench.latency import DEFAULT_ROUNDS, hwq_round_trips
+from bench.procfs import MIB, redis_used_bytes, resident_bytes
+from worker_host.local_stack import Stack
+
+# Device workers on the machine in a full run, and in a smoke test.
+DEFAULT_DEVICES = 50
+QUICK_DEVICES = 10
+# Round trips per measurement in a smoke test (a full run takes latency's DEFAULT_ROUNDS).
+QUICK_ROUNDS = 50
+# Round trips thrown away before each measurement, while ports and connections warm up.
+WARMUP_ROUNDS = 10
+
+
+def measure_latency(stack: Stack, device: str, rounds: int) -> dict[str, float]:
+    """p50, p99 and mean of `rounds` round trips on `device`, after a short warm-up."""
+    hwq_round_trips(stack, device, WARMUP_ROUNDS)
+    return common.summary_ms(hwq_round_trips(stack, device, rounds))
+
+
+def device_workers_resident_bytes(stack: Stack) -> int:
+    """Summed resident memory of every device worker the stack runs."""
+    return sum(
+        resident_bytes(process.pid)
+        for name, process in stack.processes.items()
+        if name.startswith("device-")
+    )
+
+
+def run(
+    quick: bool = False, devices: int | None = None, rounds: int | None = None
+) -> dict[str, Any]:
+    """Time N workers coming online, compare latency with N devices to 1, and record memory."""
+    count = devices or (QUICK_DEVICES if quick else DEFAULT_DEVICES)
+    rounds = rounds or (QUICK_ROUNDS if quick else DEFAULT_ROUNDS)
+    names = [f"scale{i}" for i in range(count)]
+    probe = names[0]
+    with common.bench_redis() as redis_url, common.hwq_stack(redis_url) as stack:
+        common.add_simulators(stack, [probe])
+        common.start_device_workers(stack, [probe])
+        alone = measure_latency(stack, probe, rounds)
+        stack.stop(f"device-{probe}")
+        stack.wait_for(lambda: not stack.device(probe)["online"], f"{probe} going offline")
+        common.add_simulators(stack, names[1:])
+        online_s = common.start_device_workers(stack, names)
+        crowded = measure_latency(stack, probe, rounds)
+        workers_mib = device_workers_resident_bytes(stack) / MIB
+        redis_mib = redis_used_bytes(redis_url) / MIB
+    ratio = round(crowded["p50_ms"] / alone["p50_ms"], 2)
+    return {
+        "devices": count,
+        "online_s": round(online_s, 1),
+        "latency_1_device": alone,
+        "latency_all_devices": crowded,
+        "ratio_p50": ratio,
+        "device_workers_rss_mib": round(workers_mib, 1),
+        "rss_per_device_worker_mib": round(workers_mib / count, 1),
+        "redis_used_memory_mib": round(redis_mib, 2),
+        "checks": [common.check(f"latency p50 with {count} devices / with 1", ratio, "<=", 1.2)],
+    }
+
+
+def report(results: dict[str, Any]) -> None:
+    """Print the scale table."""
+    count = results["devices"]
+    alone, crowded = results["latency_1_device"], results["latency_all_devices"]
+    rows = [
+        ("", "value"),
+        (f"{count} workers spawned → all online", f"{results['online_s']} s"),
+        ("latency p50 / p99 with 1 device", f"{alone['p50_ms']} / {alone['p99_ms']} ms"),
+        (
+            f"latency p50 / p99 with {count} devices",
+            f"{crowded['p50_ms']} / {crowded['p99_ms']} ms",
+        ),
+        (f"p50 with {count} / with 1", str(results["ratio_p50"])),
+        (
+            f"resident memory of {count} device workers",
+            f"{results['device_workers_rss_mib']} MiB "
+            f"({results['rss_per_device_worker_mib']} MiB each)",
+        ),
+        (f"Redis used_memory at {count} devices", f"{results['redis_used_memory_mib']} MiB"),
+    ]
+    common.print_table(f"Scale: {count} devices on one machine", rows)
+
+
+def main() -> None:
+    """Run from the command line: python -m bench.scale [--quick] [--devices N] [--rounds N]."""
+    common.script_main(
+        "scale", __doc__, run, report,
+        [("--devices", {"type": int, "default": None}),
+         ("--rounds", {"type": int, "default": None})],
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""Throughput: line commands spread over 1, 4 and 16 devices, submitted as fast as the API takes.
+
+Each device count gets a fresh stack on an emptied Redis; hwq's commands per second run from the
+first submit until the last command is done, and every reply is checked. Beside it, in the same
+run and on the same Redis: bare Celery solo workers, as many as devices, draining as many echo
+tasks (`delay` them all, then one `ResultSet.get()`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import urlencode
+
+import redis
+
+from bench import common
+from worker_host.local_stack import Stack
+
+# Commands per device count in a full run, and in a smoke test.
+DEFAULT_COMMANDS = 2000
+QUICK_COMMANDS = 200
+# The device counts the commands are spread over; the target is set on the last one.
+DEVICE_COUNTS = (1, 4, 16)
+# HTTP clients submitting at once, as a few busy scripts or a dashboard would.
+CLIENT_THREADS = 8
+# Per-device queue cap, raised so a whole run fits on a single device.
+QUEUE_CAP = "100000"
+# Longest a run may take to drain once submitted, before the benchmark gives up.
+DRAIN_TIMEOUT_S = 600.0
+# Echo tasks per bare worker sent before timing, as hwq's devices each answer one *IDN? first.
+BARE_WARMUP_PER_WORKER = 2
+# Rows per page when reading the commands back (the API's maximum).
+PAGE_LIMIT = 500
+
+
+class SharedProgress:
+    """A progress line that several threads advance."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label = label
+        self.total = total
+        self.done = 0
+        self.lock = threading.Lock()
+
+    def advance(self) -> None:
+        """Count one more and print the line."""
+        with self.lock:
+            self.done += 1
+            common.progress(self.label, self.done, self.total)
+
+
+def empty_redis(redis_url: str) -> None:
+    """Drop every key, so a new stack sees no streams or device keys of the one before."""
+    with redis.Redis.from_url(redis_url) as client:
+        client.flushall()
+
+
+def submit_and_drain(
+    stack: Stack, devices: Sequence[str], indexes: range, counter: SharedProgress
+) -> dict[str, str]:
+    """Submit `ECHO i` to device i mod n for each index; wait for this client's last ones."""
+    expected: dict[str, str] = {}
+    last_on_device: dict[str, str] = {}
+    for i in indexes:
+        device = devices[i % len(devices)]
+        command_id = stack.submit(device, f"ECHO {i}")
+        expected[command_id] = str(i)
+        last_on_device[device] = command_id
+        counter.advance()
+    # A device runs its queue in order, and each client submits in order, so the last command
+    # queued on a device is some client's last on it: once all of those are done, all are.
+    for command_id in last_on_device.values():
+        stack.wait(command_id, DRAIN_TIMEOUT_S)
+    return expected
+
+
+def verify_replies(stack: Stack, devices: Sequence[str], expected: dict[str, str]) -> None:
+    """Read every device's commands back; fail unless each one is done with its own echo."""
+    seen: dict[str, dict[str, Any]] = {}
+    for device in devices:
+        query: dict[str, str | int] = {"device": device, "limit": PAGE_LIMIT}
+        while True:
+            reply = stack.request("GET", f"/commands?{urlencode(query)}")
+            if reply.status != 200:
+                raise RuntimeError(f"listing {device}'s commands failed: {reply.body}")
+            seen.update((item["id"], item) for item in reply.body["items"])
+            if not reply.body["next_cursor"]:
+                break
+            query["cursor"] = reply.body["next_cursor"]
+    wrong = [
+        seen.get(command_id, {"id": command_id, "state": "missing"})
+        for command_id, text in expected.items()
+        if command_id not in seen
+        or seen[command_id]["state"] != "done"
+        or seen[command_id]["response"] != {"text": text}
+    ]
+    if wrong:
+        raise RuntimeError(f"{len(wrong)} of {len(expected)} commands went wrong, e.g. {wrong[:3]}")
+
+
+def hwq_throughput(stack: Stack, devices: Sequence[str], total: int) -> float:
+    """Commands per second: `total` echoes from CLIENT_THREADS clients until the last is done."""
+    counter = SharedProgress(f"hwq {len(devices)} devices", total)
+    shares = [range(client, total, CLIENT_THREADS) for client in range(CLIENT_THREADS)]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(CLIENT_THREADS) as pool:
+        expectations = list(
+            pool.map(lambda share: submit_and_drain(stack, devices, share, counter), shares)
+        )
+    elapsed = time.perf_counter() - started
+    verify_replies(stack, devices, {k: v for part in expectations for k, v in part.items()})
+    return total / elapsed
+
+
+def bare_throughput(total: int, label: str) -> float:
+    """Echo tasks per second: `delay` them all, then get every result in one ResultSet."""
+    from celery.result import ResultSet
+
+    from bench.bare_celery import echo
+
+    started = time.perf_counter()
+    results = []
+    for i in range(total):
+        results.append(echo.delay(str(i)))
+        common.progress(label, i + 1, total)
+    replies = ResultSet(results).get(timeout=DRAIN_TIMEOUT_S)
+    elapsed = time.perf_counter() - started
+    if replies != [str(i) for i in range(total)]:
+        wrong = sum(1 for i, reply in enumerate(replies) if reply != str(i))
+        raise RuntimeError(f"{wrong} of {total} bare Celery echoes came back wrong")
+    return total / elapsed
+
+
+def run(quick: bool = False, commands: int | None = None) -> dict[str, Any]:
+    """Measure hwq and bare Celery at each device count and return the figures and ratios."""
+    total = commands or (QUICK_COMMANDS if quick else DEFAULT_COMMANDS)
+    rows = []
+    with common.bench_redis() as redis_url:
+        for count in DEVICE_COUNTS:
+            empty_redis(redis_url)
+            devices = [f"tp{count}-{i}" for i in range(count)]
+            with common.hwq_stack(redis_url, HWQ_QUEUE_CAP=QUEUE_CAP) as stack:
+                common.add_simulators(stack, devices)
+                common.start_device_workers(stack, devices)
+                for device in devices:
+                    stack.wait(stack.submit(device, "*IDN?"))  # warm the ports and connections
+                hwq = hwq_throughput(stack, devices, total)
+            with common.bare_celery_workers(redis_url, count):
+                bare_throughput(count * BARE_WARMUP_PER_WORKER, "bare celery warm-up")
+                bare = bare_throughput(total, f"bare celery {count} workers")
+            rows.append(
+                {
+                    "devices": count,
+                    "hwq_per_s": round(hwq, 1),
+                    "bare_per_s": round(bare, 1),
+                    "ratio": round(hwq / bare, 2),
+                }
+            )
+    most, ratio = DEVICE_COUNTS[-1], rows[-1]["ratio"]
+    return {
+        "commands": total,
+        "clients": CLIENT_THREADS,
+        "runs": rows,
+        "checks": [
+            common.check(
+                f"throughput {most} devices / bare celery {most} solo workers", ratio, ">=", 0.8
+            ),
+        ],
+    }
+
+
+def report(results: dict[str, Any]) -> None:
+    """Print the throughput table."""
+    rows = [("devices", "hwq cmds/s", "bare cmds/s", "hwq / bare")]
+    for row in results["runs"]:
+        rows.append(
+            (str(row["devices"]), str(row["hwq_per_s"]), str(row["bare_per_s"]), str(row["ratio"]))
+        )
+    common.print_table(
+        f"Throughput: {results['commands']} commands from {results['clients']} clients", rows
+    )
+
+
+def main() -> None:
+    """Run from the command line: python -m bench.throughput [--quick] [--commands N]."""
+    common.script_main(
+        "throughput", __doc__, run, report, [("--commands", {"type": int, "default": None})]
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,212 @@
+"""The whole system on one machine, in the foreground: what `hwq up` runs."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+
+from config import Settings, load_settings
+from config.logging import configure_logging
+from tasks.db.engine import make_engine, make_sessions, migrate
+from tasks.db.tokens import create_token, find_principal
+from tasks.errors import Conflict, ServiceUnavailable
+from tasks.service import HwqService
+from worker_host.embedded_redis import EmbeddedRedis
+from worker_host.launcher import Supervisor
+
+# How long the stack gets to answer its health check before `hwq up` gives up.
+READY_TIMEOUT_S = 90.0
+# How long a simulator gets to create its pseudo-terminal link.
+SIM_READY_TIMEOUT_S = 15.0
+FLOWER_USER = "admin"
+
+
+def _secret_file(path: Path, make: object) -> str:
+    """Read a one-line secret, or write a new one readable by the owner only."""
+    if path.is_file():
+        return path.read_text().strip()
+    value = make() if callable(make) else str(make)
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+    return str(value)
+
+
+def _admin_token(settings: Settings) -> str:
+    engine = make_engine(settings.sqlalchemy_url)
+    migrate(engine)
+    sessions = make_sessions(engine)
+    token_file = settings.home / "admin.token"
+    if token_file.is_file():
+        existing = token_file.read_text().strip()
+        with sessions() as session:
+            principal = find_principal(session, existing)
+        if principal is not None and principal.role == "admin":
+            engine.dispose()
+            return existing
+    with sessions() as session, session.begin():
+        token = create_token(session, "admin", "hwq-up-admin")
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    engine.dispose()
+    return token
+
+
+def _register_sims(settings: Settings, count: int) -> list[str]:
+    service = HwqService(settings)
+    names = []
+    for index in range(count):
+        name = f"sim{index}"
+        address = str((settings.home / "dev" / name).resolve())
+        spec = {"name": name, "transport": "serial", "address": address, "codec": "line"}
+        try:
+            service.register_device({**spec, "host": settings.hostname})
+        except Conflict:
+            current = service.get_device(name)
+            if current["address"] != address:
+                service.update_device(name, {"address": address})
+        names.append(name)
+    service.engine.dispose()
+    return names
+
+
+def _wait_until(check: object, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if callable(check) and check():
+            return
+        time.sleep(0.2)
+    raise ServiceUnavailable(f"{what} did not come up within {timeout_s:.0f} s")
+
+
+def _listening(port: int) -> bool:
+    """Whether something answers HTTP on the port (any status: Flower answers 401)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthcheck", timeout=2):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+
+
+def _api_healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=2) as reply:
+            return bool(reply.status == 200)
+    except OSError:
+        return False
+
+
+def run_up(
+    sims: int,
+    port: int | None,
+    flower_port: int | None,
+    home: str | None,
+    say: Callable[[str], None],
+) -> None:
+    """Run the whole system on this machine until SIGINT or SIGTERM; then stop all of it."""
+    settings = load_settings()
+    settings = settings.with_overrides(
+        home=Path(home or settings.home).resolve(),
+        api_port=port or settings.api_port,
+        flower_port=flower_port or settings.flower_port,
+    )
+    configure_logging(settings.log_level, settings.log_json, role="up")
+    settings.home.mkdir(parents=True, exist_ok=True)
+    supervisor = Supervisor(settings.home / "logs", say)
+    redis_server: EmbeddedRedis | None = None
+    stopping = False
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        if not settings.redis_url:
+            redis_server = EmbeddedRedis(settings.home / "redis")
+            settings = settings.with_overrides(redis_url=redis_server.start())
+        token = _admin_token(settings)
+        flower_auth = _secret_file(
+            settings.home / "flower.auth", lambda: f"{FLOWER_USER}:{secrets.token_urlsafe(12)}"
+        )
+        env = {
+            **os.environ,
+            "HWQ_HOME": str(settings.home),
+            "HWQ_REDIS_URL": settings.broker_url,
+            "HWQ_HOSTNAME": settings.hostname,
+        }
+        server_env = {**env, "HWQ_DATABASE_URL": settings.sqlalchemy_url}
+        # Machines beside hardware hold only the broker URL, never database credentials.
+        device_env = {k: v for k, v in env.items() if k != "HWQ_DATABASE_URL"}
+        names = _register_sims(settings, sims)
+        for name in names:
+            link = settings.home / "dev" / name
+            link.unlink(missing_ok=True)
+            supervisor.start(
+                f"sim-{name}",
+                ["sim", "--kind", "scpi", "--name", name, "--home", str(settings.home),
+                 "--link", str(link)],
+                device_env,
+            )  # fmt: skip
+            _wait_until(link.exists, SIM_READY_TIMEOUT_S, f"simulator {name}")
+        supervisor.start("server-worker", ["server-worker"], server_env)
+        for name in names:
+            supervisor.start(f"device-{name}", ["device-worker", name], device_env)
+        supervisor.start(
+            "api", ["api", "--host", settings.api_host, "--port", str(settings.api_port)],
+            server_env,
+        )
+        supervisor.start(
+            "flower",
+            ["flower", "--port", str(settings.flower_port), "--address", settings.api_host],
+            {**env, "HWQ_FLOWER_AUTH": flower_auth},
+        )
+        _wait_until(lambda: stopping or _api_healthy(settings.api_port), READY_TIMEOUT_S, "API")
+        # Flower records only events it sees, so the banner waits until it listens.
+        _wait_until(
+            lambda: stopping or _listening(settings.flower_port), READY_TIMEOUT_S, "Flower"
+        )
+        if not stopping:
+            _banner(settings, token, flower_auth, names, say)
+        while not stopping:
+            supervisor.check()
+            time.sleep(0.5)
+    finally:
+        say("stopping hwq…")
+        supervisor.stop_all()
+        if redis_server is not None:
+            redis_server.stop()
+        say("stopped")
+
+
+def _banner(
+    settings: Settings, token: str, flower_auth: str, names: list[str], say: Callable[[str], None]
+) -> None:
+    host = settings.api_host
+    lines = [
+        "hwq is up.",
+        f"  API:      http://{host}:{settings.api_port}/api/v1  (docs: /api/v1/docs)",
+        f"  Flower:   http://{host}:{settings.flower_port}  login {flower_auth}"
+        f"  (in {settings.home / 'flower.auth'})",
+        f"  Redis:    {settings.broker_url}",
+        f"  Database: {settings.sqlalchemy_url}",
+        f"  Devices:  {', '.join(names) if names else 'none (use --sim N)'}",
+        f"  Logs:     {settings.home / 'logs'}",
+        f"  Admin token (also in {settings.home / 'admin.token'}):",
+        f"    {token}",
+        "Try:",
+        f"  export HWQ_URL=http://{host}:{settings.api_port} HWQ_TOKEN=$(cat "
+        f"{settings.home / 'admin.token'})",
+        "  hwq run sim0 '*IDN?'",
+        "Press Ctrl-C to stop everything.",
+    ]
+    say("\n".join(lines))
