@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from worker_host.embedded_redis import EmbeddedRedis
-from worker_host.local_stack import Stack
+from worker_host.local_stack import Stack, running_stack
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # Time each device worker gets to come online when many start at once on two busy cores.
@@ -67,17 +67,10 @@ def bench_redis() -> Iterator[str]:
 @contextmanager
 def hwq_stack(redis_url: str, **extra_env: str) -> Iterator[Stack]:
     """API, server worker and SQLite in a temporary home; devices are added by the caller."""
-    with tempfile.TemporaryDirectory(prefix="hwq-bench-") as folder:
-        stack = Stack(
-            home=Path(folder),
-            redis_url=redis_url,
-            key_prefix="bench",
-            extra_env={"HWQ_LOG_LEVEL": "WARNING", **extra_env},
-        )
-        try:
-            yield stack.start()
-        finally:
-            stack.close()
+    with tempfile.TemporaryDirectory(prefix="hwq-bench-") as folder, running_stack(
+        Path(folder), redis_url, "bench", **{"HWQ_LOG_LEVEL": "WARNING", **extra_env}
+    ) as stack:
+        yield stack
 
 
 @contextmanager

@@ -13,6 +13,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -226,3 +229,20 @@ class Stack:
 
 
 TERMINAL = {"done", "failed", "timed_out", "expired", "cancelled", "interrupted"}
+
+
+@contextmanager
+def running_stack(
+    home: Path, redis_url: str, key_prefix: str | None = None, **extra_env: str
+) -> Iterator[Stack]:
+    """A started stack in `home`, stopped again when the block ends, however it ends."""
+    stack = Stack(
+        home=home,
+        redis_url=redis_url,
+        key_prefix=key_prefix or f"stack-{uuid.uuid4().hex[:8]}",
+        extra_env=dict(extra_env),
+    )
+    try:
+        yield stack.start()
+    finally:
+        stack.close()

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from worker_host.embedded_redis import free_port
-from worker_host.local_stack import Reply, Stack, http
+from worker_host.local_stack import Reply, Stack, http, running_stack
 
 QUEUE_CAP = 3
 
@@ -19,16 +19,13 @@ QUEUE_CAP = 3
 @pytest.fixture(scope="module")
 def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A stack with a small queue cap and body limit, so 429 and 413 are cheap to reach."""
-    running = Stack(
-        home=tmp_path_factory.mktemp("hwq-errors"),
-        redis_url=redis_url,
-        key_prefix=f"e2e-{uuid.uuid4().hex[:6]}",
-        extra_env={"HWQ_QUEUE_CAP": str(QUEUE_CAP), "HWQ_MAX_BODY_BYTES": "4096"},
-    )
-    try:
-        yield running.start()
-    finally:
-        running.close()
+    with running_stack(
+        tmp_path_factory.mktemp("hwq-errors"),
+        redis_url,
+        HWQ_QUEUE_CAP=str(QUEUE_CAP),
+        HWQ_MAX_BODY_BYTES="4096",
+    ) as stack:
+        yield stack
 
 
 def assert_problem(reply: Reply, status: int) -> dict:  # type: ignore[type-arg]

@@ -4,28 +4,21 @@ from __future__ import annotations
 
 import signal
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
 import redis
 
-from worker_host.local_stack import Stack
+from worker_host.local_stack import Stack, running_stack
 
 
 @pytest.fixture(scope="module")
 def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A stack whose leases lapse two seconds after a command's timeout."""
-    running = Stack(
-        home=tmp_path_factory.mktemp("hwq-crash"),
-        redis_url=redis_url,
-        key_prefix=f"e2e-{uuid.uuid4().hex[:6]}",
-        extra_env={"HWQ_LEASE_GRACE_S": "2"},
-    )
-    try:
-        yield running.start()
-    finally:
-        running.close()
+    with running_stack(
+        tmp_path_factory.mktemp("hwq-crash"), redis_url, HWQ_LEASE_GRACE_S="2"
+    ) as stack:
+        yield stack
 
 
 def _wait_state(stack: Stack, command_id: str, state: str, timeout: float = 30) -> dict:  # type: ignore[type-arg]

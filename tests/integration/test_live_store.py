@@ -12,6 +12,8 @@ from tasks.command_record import utc_now_iso
 from tasks.lifecycle import DeviceState, State
 from tasks.live_store import LiveStore
 
+from command_factory import command_values
+
 
 @pytest.fixture
 def live(redis_client: redis.Redis, key_prefix: str) -> LiveStore:
@@ -19,23 +21,10 @@ def live(redis_client: redis.Redis, key_prefix: str) -> LiveStore:
 
 
 def new_command(live: LiveStore, device: str = "dev0", **extra: object) -> str:
-    command_id = str(uuid.uuid4())
-    values = {
-        "id": command_id,
-        "device": device,
-        "user": "tester",
-        "kind": "line",
-        "payload": "*IDN?",
-        "timeout_s": 5.0,
-        "idempotent": False,
-        "analysis": None,
-        "attempts": 0,
-        "created_at": utc_now_iso(),
-        **extra,
-    }
+    values = command_values(device, **extra)
     live.put_device_config(device, {"name": device, "address": "loop://"})
     assert live.create(values, queue_cap=100).moved
-    return command_id
+    return str(values["id"])
 
 
 def test_a_command_walks_the_happy_path_and_logs_every_step(live: LiveStore) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 import redis
 
 from config import Settings
@@ -13,6 +11,8 @@ from tasks.db.engine import make_engine, make_sessions, migrate
 from tasks.lifecycle import State
 from tasks.live_store import LiveStore
 from tasks.recorder import Recorder
+
+from command_factory import command_values
 
 
 def _setup(settings: Settings, redis_client: redis.Redis):  # type: ignore[no-untyped-def]
@@ -24,18 +24,7 @@ def _setup(settings: Settings, redis_client: redis.Redis):  # type: ignore[no-un
 
 
 def _accept(sessions, live: LiveStore, device: str = "dev0") -> str:  # type: ignore[no-untyped-def]
-    values = {
-        "id": str(uuid.uuid4()),
-        "device": device,
-        "user": "tester",
-        "kind": "line",
-        "payload": "*IDN?",
-        "timeout_s": 5.0,
-        "idempotent": False,
-        "analysis": None,
-        "attempts": 0,
-        "created_at": utc_now_iso(),
-    }
+    values = command_values(device)
     with sessions() as session, session.begin():
         ledger.insert_command(session, values)
     live.put_device_config(device, {"name": device, "address": "loop://"})
