@@ -12,10 +12,15 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from celery import Celery
+from celery.result import AsyncResult
+
+from bench.bare_celery import ECHO_TASK, make_app
 from worker_host.embedded_redis import EmbeddedRedis
 from worker_host.local_stack import Stack, running_stack
 
@@ -73,8 +78,20 @@ def hwq_stack(redis_url: str, **extra_env: str) -> Iterator[Stack]:
         yield stack
 
 
+@dataclass
+class BareCelery:
+    """Running bare Celery workers: a client app on their Redis and the workers' pids."""
+
+    app: Celery
+    pids: list[int]
+
+    def echo(self, text: str) -> AsyncResult:
+        """Send one echo task."""
+        return self.app.send_task(ECHO_TASK, args=[text])
+
+
 @contextmanager
-def bare_celery_workers(redis_url: str, count: int = 1) -> Iterator[list[int]]:
+def bare_celery_workers(redis_url: str, count: int = 1) -> Iterator[BareCelery]:
     """`count` bare Celery solo workers on the same Redis; yields the workers' pids."""
     env = {**os.environ, "BENCH_BROKER_URL": redis_url}
     workers = [
@@ -87,14 +104,13 @@ def bare_celery_workers(redis_url: str, count: int = 1) -> Iterator[list[int]]:
         for i in range(count)
     ]
     try:
-        from bench.bare_celery import app
-
-        app.conf.update(broker_url=redis_url, result_backend=redis_url)
+        # A client app of this Redis's own: a shared one would keep pools to an earlier Redis.
+        app = make_app(redis_url)
         deadline = time.monotonic() + 30 + 5 * count
         while len(app.control.ping(timeout=0.5) or []) < count:
             if time.monotonic() > deadline:
                 raise RuntimeError("bare Celery workers did not answer")
-        yield [w.pid for w in workers]
+        yield BareCelery(app, [w.pid for w in workers])
     finally:
         for worker in workers:
             worker.terminate()

@@ -49,12 +49,10 @@ def device_worker_rss(stack: Stack, device: str) -> int:
 
 def bare_celery_rss(redis_url: str) -> int:
     """RSS of a bare Celery solo worker after one task and a settle."""
-    with common.bare_celery_workers(redis_url, 1) as pids:
-        from bench.bare_celery import echo
-
-        assert echo.delay("x").get(timeout=10) == "x"
+    with common.bare_celery_workers(redis_url, 1) as bare:
+        assert bare.echo("x").get(timeout=10) == "x"
         time.sleep(SETTLE_AFTER_COMMAND_S)
-        return resident_bytes(pids[0])
+        return resident_bytes(bare.pids[0])
 
 
 def stop_workers(stack: Stack, names: list[str]) -> None:

@@ -31,14 +31,12 @@ def hwq_round_trips(stack: Stack, device: str, rounds: int) -> list[float]:
     return samples
 
 
-def celery_round_trips(rounds: int) -> list[float]:
+def celery_round_trips(bare: common.BareCelery, rounds: int) -> list[float]:
     """`delay().get()` on a bare echo task."""
-    from bench.bare_celery import echo
-
     samples = []
     for i in range(rounds):
         started = time.perf_counter()
-        assert echo.delay(str(i)).get(timeout=10) == str(i)
+        assert bare.echo(str(i)).get(timeout=10) == str(i)
         samples.append(time.perf_counter() - started)
         common.progress("bare celery", i + 1, rounds)
     return samples
@@ -67,9 +65,9 @@ def run(quick: bool = False, rounds: int | None = None) -> dict[str, Any]:
             stack.add_sim_device("lat0")
             stack.wait(stack.submit("lat0", "*IDN?"))  # warm the port and the connections
             hwq = common.summary_ms(hwq_round_trips(stack, "lat0", rounds))
-        with common.bare_celery_workers(redis_url, 1):
-            celery_round_trips(20)  # warm-up
-            bare_celery = common.summary_ms(celery_round_trips(rounds))
+        with common.bare_celery_workers(redis_url, 1) as bare:
+            celery_round_trips(bare, 20)  # warm-up
+            bare_celery = common.summary_ms(celery_round_trips(bare, rounds))
     bare_serial = common.summary_ms(serial_round_trips(rounds))
     ratio_p50 = round(hwq["p50_ms"] / (bare_celery["p50_ms"] + bare_serial["p50_ms"]), 2)
     ratio_p99 = round(hwq["p99_ms"] / (bare_celery["p99_ms"] + bare_serial["p99_ms"]), 2)

@@ -116,16 +116,14 @@ def hwq_throughput(stack: Stack, devices: Sequence[str], total: int) -> float:
     return total / elapsed
 
 
-def bare_throughput(total: int, label: str) -> float:
+def bare_throughput(bare: common.BareCelery, total: int, label: str) -> float:
     """Echo tasks per second: `delay` them all, then get every result in one ResultSet."""
     from celery.result import ResultSet
-
-    from bench.bare_celery import echo
 
     started = time.perf_counter()
     results = []
     for i in range(total):
-        results.append(echo.delay(str(i)))
+        results.append(bare.echo(str(i)))
         common.progress(label, i + 1, total)
     replies = ResultSet(results).get(timeout=DRAIN_TIMEOUT_S)
     elapsed = time.perf_counter() - started
@@ -149,9 +147,9 @@ def run(quick: bool = False, commands: int | None = None) -> dict[str, Any]:
                 for device in devices:
                     stack.wait(stack.submit(device, "*IDN?"))  # warm the ports and connections
                 hwq = hwq_throughput(stack, devices, total)
-            with common.bare_celery_workers(redis_url, count):
-                bare_throughput(count * BARE_WARMUP_PER_WORKER, "bare celery warm-up")
-                bare = bare_throughput(total, f"bare celery {count} workers")
+            with common.bare_celery_workers(redis_url, count) as workers:
+                bare_throughput(workers, count * BARE_WARMUP_PER_WORKER, "bare celery warm-up")
+                bare = bare_throughput(workers, total, f"bare celery {count} workers")
             rows.append(
                 {
                     "devices": count,
