@@ -57,7 +57,7 @@ def install_server_duties(app: Celery, settings: Settings) -> None:
     """Add the recorder and reaper threads to a Celery worker and plug in analysis."""
     client = redis_client(settings, max_connections=16)
     live = LiveStore(client, settings.key_prefix)
-    engine = make_engine(settings.sqlalchemy_url)
+    engine = make_engine(settings.sqlalchemy_url, writes_first=True)
     migrate(engine)
     sessions = make_sessions(engine)
     definitions.install("analysis", AnalysisService(live))

@@ -7,7 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -61,10 +61,24 @@ class HwqService:
         self.sessions = make_sessions(self.engine)
         self._token_cache: dict[str, tuple[float, Principal]] = {}
         self._token_lock = threading.Lock()
+        self._sqlite_writer: AbstractContextManager[Any] = (
+            threading.Lock() if self.engine.dialect.name == "sqlite" else nullcontext()
+        )
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
         with self.sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def _writing(self) -> Iterator[Session]:
+        """A write transaction; on SQLite, one thread of this process at a time.
+
+        SQLite has a single writer, and a thread that finds the file locked sleeps in steps
+        of up to 100 ms before it tries again; queueing on a lock here wakes the next writer
+        the moment the previous one commits.
+        """
+        with self._sqlite_writer, self._session() as session:
             yield session
 
     # health and auth ----------------------------------------------------------------------
@@ -213,7 +227,7 @@ class HwqService:
         }
         # The ledger row is committed before the message exists, so no worker can run a
         # command the ledger does not know; a refusal afterwards removes the row again.
-        with self._session() as session:
+        with self._writing() as session:
             ledger.insert_command(session, values)
         queue = device_queue(device)
         message = (
@@ -241,7 +255,7 @@ class HwqService:
         return public_view({**values, "state": State.QUEUED.value})
 
     def _forget_row(self, command_id: str) -> None:
-        with self._session() as session:
+        with self._writing() as session:
             ledger.delete_command(session, command_id)
 
     def _values(self, command_id: str) -> dict[str, Any]:

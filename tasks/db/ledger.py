@@ -35,8 +35,9 @@ def _iso(value: datetime | None) -> str | None:
 
 def insert_command(session: Session, values: dict[str, Any]) -> None:
     """Add an accepted command's row; the caller commits before publishing."""
-    session.add(
-        CommandRow(
+    # A Core insert: the ORM's unit of work costs more than the row on this hot path.
+    session.execute(
+        insert(CommandRow).values(
             id=values["id"],
             device=values["device"],
             user=values["user"],
