@@ -116,3 +116,24 @@ def test_a_registered_analyzer_runs_on_the_server_worker(stack: Stack, device_na
     assert done["state"] == "done"
     assert done["analysis"]["value"]["within"] is True
     assert float(done["response"]["text"]) == done["analysis"]["value"]["value"]
+
+
+def test_a_worker_answers_remote_control_during_a_long_command(
+    stack: Stack, device_name: str
+) -> None:
+    from config import Settings
+    from tasks.celery_app import create_celery
+
+    stack.add_sim_device(device_name)
+    command_id = stack.submit(device_name, "SLEEP 3000", timeout_s=10)
+    deadline = time.monotonic() + 10
+    while stack.request("GET", f"/commands/{command_id}").body["state"] != "dispatched":
+        assert time.monotonic() < deadline, "the command never started"
+        time.sleep(0.05)
+    app = create_celery(Settings(redis_url=stack.redis_url, key_prefix=stack.key_prefix))
+    started = time.monotonic()
+    replies = app.control.ping(destination=[f"{device_name}@e2e"], timeout=2)
+    assert replies == [{f"{device_name}@e2e": {"ok": "pong"}}]
+    assert time.monotonic() - started < 2.5
+    assert stack.request("GET", f"/commands/{command_id}").body["state"] == "dispatched"
+    assert stack.wait(command_id)["state"] == "done"

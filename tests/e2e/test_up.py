@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -28,6 +29,7 @@ class Up:
         self.api_port = free_port()
         self.flower_port = free_port()
         self.process: subprocess.Popen[str] | None = None
+        self.redis_port = 0
 
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HWQ_")}
@@ -41,6 +43,8 @@ class Up:
         deadline = time.monotonic() + 120
         assert self.process.stdout is not None
         for line in self.process.stdout:
+            if line.strip().startswith("Redis:"):
+                self.redis_port = int(line.rsplit(":", 1)[1].split("/")[0])
             if "Press Ctrl-C" in line:
                 break
             assert time.monotonic() < deadline, "hwq up did not say it was up"
@@ -154,6 +158,8 @@ def test_up_serves_two_instruments_flower_and_keeps_history(up: Up) -> None:
     assert up.process is not None and up.process.returncode == 0
     time.sleep(1)
     assert up.children() == [], "processes were left running after Ctrl-C"
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", up.redis_port)) != 0, "embedded Redis still up"
 
     up.start()
     history = http("GET", f"{up.base}/commands?limit=50", token=up.token).body["items"]
