@@ -35,8 +35,9 @@ def test_a_worker_killed_mid_command_leaves_it_interrupted(
     stack: Stack, device_name: str
 ) -> None:
     stack.add_sim_device(device_name)
-    command_id = stack.submit(device_name, "SLEEP 3000", timeout_s=1)
-    _wait_state(stack, command_id, "dispatched")
+    command_id = stack.submit(device_name, "SLEEP 3000", timeout_s=2)
+    # Killed once the device has the command: mid-command, not between claim and write.
+    stack.wait_for(lambda: "SLEEP 3000" in stack.sim_log(device_name), "the command on the wire")
     stack.stop(f"device-{device_name}", signal.SIGKILL)
     interrupted = stack.wait(command_id, 20)
     assert interrupted["state"] == "interrupted"
