@@ -10,8 +10,11 @@ from typing import Any
 
 import redis
 
+from tasks.celery_app import broker_key_prefix
 from tasks.command_record import from_redis_fields, to_redis_fields, utc_now_iso
 from tasks.lifecycle import ALLOWED, TERMINAL, DeviceState, State, device_state
+from tasks.messages import execute_message
+from tasks.queues import device_queue
 
 # A device worker refreshes its presence this often and it lapses after the TTL.
 PRESENCE_TTL_S = 30
@@ -168,6 +171,18 @@ class LiveStore:
             fields=fields,
         )
 
+    def broker_queue_key(self, device: str) -> str:
+        """The Redis list holding the device's Celery messages."""
+        return broker_key_prefix(self.prefix) + device_queue(device)
+
+    def execute_message(self, command_id: str, device: str) -> tuple[str, str]:
+        """The broker list and Celery message that make the device's worker run a command."""
+        return self.broker_queue_key(device), execute_message(command_id, device_queue(device))
+
+    def enqueue(self, command_id: str, device: str) -> None:
+        """Push a command's message again; only the delivery that wins the claim runs it."""
+        self.redis.lpush(*self.execute_message(command_id, device))
+
     def claim(self, command_id: str, worker: str) -> TransitionResult:
         """The delivery rule: queued → dispatched for exactly one delivery, or expired/cancelled."""
         return self._run(
@@ -179,6 +194,13 @@ class LiveStore:
         )
 
     # reads --------------------------------------------------------------------------------
+    def get_many(self, command_ids: list[str]) -> list[dict[str, Any] | None]:
+        """Several commands' live values in one round trip, None where Redis holds none."""
+        pipe = self.redis.pipeline(transaction=False)
+        for command_id in command_ids:
+            pipe.hgetall(self.command_key(command_id))
+        return [_decode_hash(raw) for raw in pipe.execute()]
+
     def get(self, command_id: str) -> dict[str, Any] | None:
         """One command's live values, or None when Redis does not hold it."""
         return _decode_hash(self.redis.hgetall(self.command_key(command_id)))

@@ -7,17 +7,14 @@ import threading
 from typing import Any
 
 import redis
-from celery import Celery
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from tasks.celery_app import EXECUTE_TASK, PUBLISH_RETRY_POLICY, broker_key_prefix
 from tasks.command_record import parse_iso, utc_now_iso
 from tasks.db import ledger, registry
 from tasks.db.models import CommandEventRow
 from tasks.lifecycle import MAX_ATTEMPTS, State
 from tasks.live_store import LiveStore
-from tasks.queues import device_queue
 
 log = logging.getLogger("hwq.reaper")
 
@@ -32,27 +29,15 @@ ORPHAN_SWEEP_EVERY = 20
 class Reaper:
     """Periodic sweeps of the server worker."""
 
-    def __init__(self, live: LiveStore, sessions: sessionmaker[Session], celery: Celery) -> None:
+    def __init__(self, live: LiveStore, sessions: sessionmaker[Session]) -> None:
         self.live = live
         self.sessions = sessions
-        self.celery = celery
         self._rounds = 0
 
     @property
     def epoch_key(self) -> str:
         """A key whose absence means Redis lost its data since the last sweep."""
         return f"{self.live.prefix}:epoch"
-
-    def publish(self, command_id: str, device: str) -> None:
-        """Send the command's message again; only the delivery that wins the claim runs it."""
-        self.celery.send_task(
-            EXECUTE_TASK,
-            args=[command_id],
-            task_id=command_id,
-            queue=device_queue(device),
-            retry=True,
-            retry_policy=PUBLISH_RETRY_POLICY,
-        )
 
     def sweep(self) -> None:
         """One round of every check."""
@@ -96,7 +81,7 @@ class Reaper:
                 detail="worker vanished; queued again",
             )
             if result.moved:
-                self.publish(command_id, values["device"])
+                self.live.enqueue(command_id, values["device"])
                 log.warning("command requeued", extra={"command": command_id})
             return
         self.live.move(
@@ -120,11 +105,10 @@ class Reaper:
             if not oldest or seconds - oldest[0][1] < ORPHAN_AGE_S:
                 continue
             _, inflight, _ = self.live.device_counts(device)
-            queue_key = broker_key_prefix(self.live.prefix) + device_queue(device)
-            if inflight or self.live.redis.llen(queue_key):
+            if inflight or self.live.redis.llen(self.live.broker_queue_key(device)):
                 continue
             for command_id in self.live.queued_ids(device):
-                self.publish(command_id, device)
+                self.live.enqueue(command_id, device)
             log.warning("queued commands published again", extra={"device": device})
 
     def recover_from_ledger(self) -> None:
@@ -143,7 +127,7 @@ class Reaper:
                     values = ledger.command_view(row)
                     values["seq"] = row.last_seq
                     self.live.create(values, queue_cap=1 << 30)
-                    self.publish(row.id, row.device)
+                    self.live.enqueue(row.id, row.device)
                     log.warning("command restored from ledger", extra={"command": row.id})
                 elif row.state == State.DISPATCHED:
                     self._interrupt_in_ledger(session, row)

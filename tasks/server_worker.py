@@ -74,7 +74,7 @@ def install_server_duties(app: Celery, settings: Settings) -> None:
 
         def start(self, worker: Any) -> None:
             recorder = Recorder(live, sessions, consumer=worker.hostname)
-            reaper = Reaper(live, sessions, app)
+            reaper = Reaper(live, sessions)
             for name, loop in (("recorder", recorder.run), ("reaper", reaper.run)):
                 thread = threading.Thread(
                     target=loop, args=(self.stop_flag,), name=f"hwq-{name}", daemon=True

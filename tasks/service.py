@@ -17,10 +17,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from config import Settings
-from tasks import live_store as live_module
 from tasks.analysis import check_analysis_request
 from tasks.auth import Principal
-from tasks.celery_app import broker_key_prefix
 from tasks.command_record import public_view, utc_now_iso
 from tasks.connections import redis_client
 from tasks.db import ledger, registry, tokens
@@ -34,8 +32,7 @@ from tasks.errors import (
     ValidationFailed,
 )
 from tasks.lifecycle import TERMINAL, State, is_settled_for_wait
-from tasks.messages import execute_message
-from tasks.queues import device_queue
+from tasks.live_store import LiveStore
 
 log = logging.getLogger("hwq.service")
 
@@ -56,7 +53,7 @@ class HwqService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.redis = redis_client(settings, max_connections=max(64, settings.api_threads * 2))
-        self.live = live_module.LiveStore(self.redis, settings.key_prefix)
+        self.live = LiveStore(self.redis, settings.key_prefix)
         self.engine = make_engine(settings.sqlalchemy_url)
         self.sessions = make_sessions(self.engine)
         self._token_cache: dict[str, tuple[float, Principal]] = {}
@@ -229,11 +226,7 @@ class HwqService:
         # command the ledger does not know; a refusal afterwards removes the row again.
         with self._writing() as session:
             ledger.insert_command(session, values)
-        queue = device_queue(device)
-        message = (
-            broker_key_prefix(self.settings.key_prefix) + queue,
-            execute_message(values["id"], queue),
-        )
+        message = self.live.execute_message(values["id"], device)
         try:
             result = self.live.create(values, self.settings.queue_cap, enqueue=message)
             if result.unknown_device:
@@ -288,14 +281,10 @@ class HwqService:
             items = [ledger.command_view(row) for row in rows]
         pending = [i for i, item in enumerate(items) if item["state"] not in TERMINAL]
         if pending:
-            pipe = self.redis.pipeline(transaction=False)
-            for i in pending:
-                pipe.hgetall(self.live.command_key(items[i]["id"]))
-            for i, raw in zip(pending, pipe.execute(), strict=True):
-                if raw:
-                    items[i] = live_module.from_redis_fields(
-                        {k.decode(): v.decode() for k, v in raw.items()}
-                    )
+            live = self.live.get_many([items[i]["id"] for i in pending])
+            for i, values in zip(pending, live, strict=True):
+                if values is not None:
+                    items[i] = values
         return [public_view(item) for item in items], next_cursor
 
     def cancel(self, command_id: str) -> dict[str, Any]:
