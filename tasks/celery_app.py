@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import Celery
 
 from config import Settings
+from tasks.broker_transport import TRANSPORT_PATH
 from tasks.queues import SERVER_QUEUE
 
 EXECUTE_TASK = "hwq.execute"
@@ -46,6 +47,8 @@ def create_celery(settings: Settings) -> Celery:
             # never see each other's messages.
             "global_keyprefix": broker_key_prefix(settings.key_prefix),
         },
+        # kombu's Redis transport, minus a new client object per publish and acknowledgement.
+        broker_transport=TRANSPORT_PATH,
         broker_connection_retry_on_startup=True,
         task_default_queue=SERVER_QUEUE,
         worker_hijack_root_logger=False,

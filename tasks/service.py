@@ -7,7 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -23,6 +23,7 @@ from tasks.command_record import public_view, utc_now_iso
 from tasks.connections import redis_client
 from tasks.db import ledger, registry, tokens
 from tasks.db.engine import make_engine, make_sessions
+from tasks.db.write_lock import writer_turn
 from tasks.errors import (
     CommandStateError,
     Conflict,
@@ -58,9 +59,6 @@ class HwqService:
         self.sessions = make_sessions(self.engine)
         self._token_cache: dict[str, tuple[float, Principal]] = {}
         self._token_lock = threading.Lock()
-        self._sqlite_writer: AbstractContextManager[Any] = (
-            threading.Lock() if self.engine.dialect.name == "sqlite" else nullcontext()
-        )
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
@@ -69,13 +67,8 @@ class HwqService:
 
     @contextmanager
     def _writing(self) -> Iterator[Session]:
-        """A write transaction; on SQLite, one thread of this process at a time.
-
-        SQLite has a single writer, and a thread that finds the file locked sleeps in steps
-        of up to 100 ms before it tries again; queueing on a lock here wakes the next writer
-        the moment the previous one commits.
-        """
-        with self._sqlite_writer, self._session() as session:
+        """A write transaction; on SQLite, writers of every process take turns (write_lock)."""
+        with writer_turn(self.engine), self._session() as session:
             yield session
 
     # health and auth ----------------------------------------------------------------------

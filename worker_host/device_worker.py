@@ -14,6 +14,7 @@ from tasks.connections import redis_client
 from tasks.live_store import PRESENCE_TTL_S, LiveStore
 from tasks.queues import device_queue, device_worker_name
 from worker_host.device_runtime import DeviceRuntime
+from worker_host.event_batching import BatchedTaskEvents
 
 log = logging.getLogger("hwq.device")
 
@@ -106,4 +107,5 @@ def install_device_runtime(
             runtime.close()
 
     app.steps["worker"].add(DevicePresence)
+    app.steps["consumer"].add(BatchedTaskEvents)
     return runtime

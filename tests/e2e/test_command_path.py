@@ -137,3 +137,56 @@ def test_a_worker_answers_remote_control_during_a_long_command(
     assert time.monotonic() - started < 2.5
     assert stack.request("GET", f"/commands/{command_id}").body["state"] == "dispatched"
     assert stack.wait(command_id)["state"] == "done"
+
+
+def test_flower_receives_each_commands_task_events_even_when_the_worker_stops_next(
+    stack: Stack, device_name: str
+) -> None:
+    """A device worker sends its task events in batches; none is lost, not even at shutdown."""
+    import threading
+
+    from config import Settings
+    from tasks.celery_app import create_celery
+
+    stack.add_sim_device(device_name)
+    app = create_celery(Settings(redis_url=stack.redis_url, key_prefix=stack.key_prefix))
+    seen: dict[str, list[str]] = {}
+    changed = threading.Condition()
+
+    def on_event(event: dict[str, str]) -> None:
+        if event["type"].startswith("task-"):
+            with changed:
+                seen.setdefault(event["uuid"], []).append(event["type"])
+                changed.notify_all()
+
+    def events_of(command_id: str, last: str, seconds: float) -> list[str]:
+        with changed:
+            changed.wait_for(lambda: last in seen.get(command_id, []), timeout=seconds)
+            return list(seen.get(command_id, []))
+
+    with app.connection_for_read() as connection:
+        receiver = app.events.Receiver(connection, handlers={"*": on_event})
+        listener = threading.Thread(
+            target=receiver.capture, kwargs={"limit": None, "timeout": 60}, daemon=True
+        )
+        listener.start()
+        try:
+            # Events published before the receiver subscribed are gone: run commands until
+            # one is seen whole, then the receiver is surely listening.
+            for _ in range(10):
+                first = stack.submit(device_name, "*IDN?")
+                assert stack.wait(first)["state"] == "done"
+                if "task-succeeded" in events_of(first, "task-succeeded", 3):
+                    break
+            assert events_of(first, "task-succeeded", 0) == [
+                "task-received", "task-started", "task-succeeded"
+            ]  # fmt: skip
+            last = stack.submit(device_name, "ECHO last words")
+            assert stack.wait(last)["state"] == "done"
+            stack.stop(f"device-{device_name}")
+            assert events_of(last, "task-succeeded", 10) == [
+                "task-received", "task-started", "task-succeeded"
+            ]  # fmt: skip
+        finally:
+            receiver.should_stop = True
+            listener.join(timeout=10)
