@@ -12,7 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import redis
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -66,10 +66,10 @@ class HwqService:
             yield session
 
     @contextmanager
-    def _writing(self) -> Iterator[Session]:
-        """A write transaction; on SQLite, writers of every process take turns (write_lock)."""
-        with writer_turn(self.engine), self._session() as session:
-            yield session
+    def _writing(self) -> Iterator[Connection]:
+        """A Core write transaction; on SQLite, writers of every process take turns."""
+        with writer_turn(self.engine), self.engine.begin() as connection:
+            yield connection
 
     # health and auth ----------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
@@ -217,8 +217,8 @@ class HwqService:
         }
         # The ledger row is committed before the message exists, so no worker can run a
         # command the ledger does not know; a refusal afterwards removes the row again.
-        with self._writing() as session:
-            ledger.insert_command(session, values)
+        with self._writing() as connection:
+            ledger.insert_command(connection, values)
         message = self.live.execute_message(values["id"], device)
         try:
             result = self.live.create(values, self.settings.queue_cap, enqueue=message)
@@ -241,8 +241,8 @@ class HwqService:
         return public_view({**values, "state": State.QUEUED.value})
 
     def _forget_row(self, command_id: str) -> None:
-        with self._writing() as session:
-            ledger.delete_command(session, command_id)
+        with self._writing() as connection:
+            ledger.delete_command(connection, command_id)
 
     def _values(self, command_id: str) -> dict[str, Any]:
         values = self.live.get(command_id)

@@ -6,7 +6,7 @@ import base64
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from tasks.command_record import parse_iso
@@ -33,34 +33,41 @@ def _iso(value: datetime | None) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def insert_command(session: Session, values: dict[str, Any]) -> None:
+# Built once: a statement without literal values is compiled once and cached per dialect, where
+# `insert(...).values(...)` was rebuilt, coerced and cache-keyed anew for every command.
+_INSERT_COMMAND = insert(CommandRow)
+_DELETE_COMMAND = delete(CommandRow).where(CommandRow.id == bindparam("command_id"))
+
+
+def insert_command(connection: Connection, values: dict[str, Any]) -> None:
     """Add an accepted command's row; the caller commits before publishing."""
     # A Core insert: the ORM's unit of work costs more than the row on this hot path.
-    session.execute(
-        insert(CommandRow).values(
-            id=values["id"],
-            device=values["device"],
-            user=values["user"],
-            kind=values["kind"],
-            payload=values["payload"],
-            read=values.get("read"),
-            state="queued",
-            response=None,
-            analysis=values.get("analysis"),
-            error=None,
-            attempts=0,
-            timeout_s=values["timeout_s"],
-            expires_s=values.get("expires_s"),
-            idempotent=values["idempotent"],
-            last_seq=0,
-            created_at=parse_iso(values["created_at"]),
-        )
+    connection.execute(
+        _INSERT_COMMAND,
+        {
+            "id": values["id"],
+            "device": values["device"],
+            "user": values["user"],
+            "kind": values["kind"],
+            "payload": values["payload"],
+            "read": values.get("read"),
+            "state": "queued",
+            "response": None,
+            "analysis": values.get("analysis"),
+            "error": None,
+            "attempts": 0,
+            "timeout_s": values["timeout_s"],
+            "expires_s": values.get("expires_s"),
+            "idempotent": values["idempotent"],
+            "last_seq": 0,
+            "created_at": parse_iso(values["created_at"]),
+        },
     )
 
 
-def delete_command(session: Session, command_id: str) -> None:
+def delete_command(connection: Connection, command_id: str) -> None:
     """Remove a row whose command could not be published (nothing half-created)."""
-    session.execute(delete(CommandRow).where(CommandRow.id == command_id))
+    connection.execute(_DELETE_COMMAND, {"command_id": command_id})
 
 
 def command_view(row: CommandRow) -> dict[str, Any]:

@@ -26,7 +26,7 @@ def _setup(settings: Settings, redis_client: redis.Redis):  # type: ignore[no-un
 def _accept(sessions, live: LiveStore, device: str = "dev0") -> str:  # type: ignore[no-untyped-def]
     values = command_values(device)
     with sessions() as session, session.begin():
-        ledger.insert_command(session, values)
+        ledger.insert_command(session.connection(), values)
     live.put_device_config(device, {"name": device, "address": "loop://"})
     live.create(values, queue_cap=100)
     return str(values["id"])
