@@ -48,12 +48,8 @@ def http(
     timeout: float = 90.0,
 ) -> Reply:
     """One HTTP request from outside the processes under test."""
-    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-    request = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        request.add_header("Content-Type", content_type)
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
+    data, headers = _outgoing(token, body, raw, content_type)
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             payload = response.read()
@@ -107,6 +103,17 @@ class KeepAliveHttp:
     def _drop(self, connection: HTTPConnection) -> None:
         connection.close()
         self._local.connection = None
+
+
+def _outgoing(
+    token: str | None, body: object, raw: bytes | None, content_type: str
+) -> tuple[bytes | None, dict[str, str]]:
+    """A request's bytes (raw, or the body as JSON) and the headers that go with them."""
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    headers = {"Content-Type": content_type} if data is not None else {}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return data, headers
 
 
 def _json(payload: bytes) -> Any:
@@ -237,18 +244,14 @@ class Stack:
         self,
         method: str,
         path: str,
-        *,
         token: str | None = None,
+        timeout: float = 90.0,
         body: object = None,
         raw: bytes | None = None,
         content_type: str = "application/json",
-        timeout: float = 90.0,
     ) -> Reply:
         """An authenticated API request (admin unless another token is given), kept alive."""
-        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-        headers = {"Authorization": f"Bearer {token or self.admin_token}"}
-        if data is not None:
-            headers["Content-Type"] = content_type
+        data, headers = _outgoing(token or self.admin_token, body, raw, content_type)
         if self._http is None or self._http.port != self.api_port:
             self._http = KeepAliveHttp("127.0.0.1", self.api_port)
         return self._http.request(method, "/api/v1" + path, headers, data, timeout)
