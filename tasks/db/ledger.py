@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import base64
+import functools
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import Connection, Update, and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from tasks.command_record import parse_iso
@@ -176,14 +177,37 @@ def record_transitions(session: Session, entries: list[dict[str, Any]]) -> None:
                 "at": parse_iso(entry["at"]),
                 "detail": entry.get("detail"),
             }
+    connection = session.connection()
     if fresh:
-        session.execute(insert(CommandEventRow), list(fresh.values()))
+        connection.execute(_INSERT_EVENT, list(fresh.values()))
+    # Rows changing the same columns share one prepared UPDATE, run once for all of them.
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for command_id, changes in _latest_changes(entries).items():
-        session.execute(
-            update(CommandRow)
-            .where(CommandRow.id == command_id, CommandRow.last_seq < changes["last_seq"])
-            .values(**changes)
+        columns = tuple(sorted(changes))
+        row = {f"new_{name}": value for name, value in changes.items()}
+        by_columns.setdefault(columns, []).append({**row, "row_id": command_id})
+    for columns, rows in by_columns.items():
+        connection.execute(_update_forward(columns), rows)
+
+
+# An event row; executed with a list of rows, one statement for the whole batch.
+_INSERT_EVENT = insert(CommandEventRow)
+
+
+@functools.lru_cache(maxsize=64)
+def _update_forward(columns: tuple[str, ...]) -> Update:
+    """UPDATE of `columns` for a row whose last applied event is older than this one's.
+
+    Bind names carry a prefix: SQLAlchemy keeps a column's own name for its SET value.
+    """
+    return (
+        update(CommandRow)
+        .where(
+            CommandRow.id == bindparam("row_id"),
+            CommandRow.last_seq < bindparam("new_last_seq"),
         )
+        .values({name: bindparam(f"new_{name}") for name in columns})
+    )
 
 
 def _latest_changes(entries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
