@@ -8,6 +8,7 @@ tasks (`delay` them all, then one `ResultSet.get()`).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from urllib.parse import urlencode
 import redis
 
 from bench import common
+from bench.procfs import CLOCK_TICKS_PER_S, cpu_ticks, process_tree, redis_server_pid
 from worker_host.local_stack import Stack
 
 # Commands per device count in a full run, and in a smoke test.
@@ -35,6 +37,44 @@ DRAIN_TIMEOUT_S = 600.0
 BARE_WARMUP_PER_WORKER = 2
 # Rows per page when reading the commands back (the API's maximum).
 PAGE_LIMIT = 500
+
+
+class CpuMeter:
+    """CPU used by named groups of processes from now on, per command: where the time goes."""
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self.groups = groups
+        self.before = {name: cpu_ticks(pids) for name, pids in groups.items()}
+
+    def per_command_ms(self, commands: int) -> dict[str, float]:
+        """Milliseconds of CPU per command for each group, and their total."""
+        used = {
+            name: (cpu_ticks(pids) - self.before[name]) / CLOCK_TICKS_PER_S * 1000 / commands
+            for name, pids in self.groups.items()
+        }
+        used["total"] = sum(used.values())
+        return {name: round(ms, 2) for name, ms in used.items()}
+
+
+def hwq_processes(stack: Stack, redis_url: str) -> dict[str, list[int]]:
+    """hwq's processes by role, with the Redis server and this process (the clients)."""
+
+    def role(prefix: str) -> list[int]:
+        return [
+            pid
+            for name, process in stack.processes.items()
+            if name.startswith(prefix)
+            for pid in process_tree(process.pid)
+        ]
+
+    return {
+        "api": role("api"),
+        "server worker": role("server-worker"),
+        "device workers": role("device-"),
+        "simulators": role("sim-"),
+        "redis": [redis_server_pid(redis_url)],
+        "clients": [os.getpid()],
+    }
 
 
 class SharedProgress:
@@ -136,7 +176,7 @@ def bare_throughput(bare: common.BareCelery, total: int, label: str) -> float:
 def run(quick: bool = False, commands: int | None = None) -> dict[str, Any]:
     """Measure hwq and bare Celery at each device count and return the figures and ratios."""
     total = commands or (QUICK_COMMANDS if quick else DEFAULT_COMMANDS)
-    rows = []
+    rows: list[dict[str, Any]] = []
     with common.bench_redis() as redis_url:
         for count in DEVICE_COUNTS:
             empty_redis(redis_url)
@@ -146,16 +186,28 @@ def run(quick: bool = False, commands: int | None = None) -> dict[str, Any]:
                 common.start_device_workers(stack, devices)
                 for device in devices:
                     stack.wait(stack.submit(device, "*IDN?"))  # warm the ports and connections
+                meter = CpuMeter(hwq_processes(stack, redis_url))
                 hwq = hwq_throughput(stack, devices, total)
+                hwq_cpu = meter.per_command_ms(total)
             with common.bare_celery_workers(redis_url, count) as workers:
                 bare_throughput(workers, count * BARE_WARMUP_PER_WORKER, "bare celery warm-up")
+                meter = CpuMeter(
+                    {
+                        "workers": workers.pids,
+                        "redis": [redis_server_pid(redis_url)],
+                        "clients": [os.getpid()],
+                    }
+                )
                 bare = bare_throughput(workers, total, f"bare celery {count} workers")
+                bare_cpu = meter.per_command_ms(total)
             rows.append(
                 {
                     "devices": count,
                     "hwq_per_s": round(hwq, 1),
                     "bare_per_s": round(bare, 1),
                     "ratio": round(hwq / bare, 2),
+                    "hwq_cpu_ms_per_command": hwq_cpu,
+                    "bare_cpu_ms_per_command": bare_cpu,
                 }
             )
     most, ratio = DEVICE_COUNTS[-1], rows[-1]["ratio"]
@@ -181,6 +233,14 @@ def report(results: dict[str, Any]) -> None:
     common.print_table(
         f"Throughput: {results['commands']} commands from {results['clients']} clients", rows
     )
+    cpu_rows = [("devices", "who", "CPU ms per command, by process")]
+    for row in results["runs"]:
+        for who in ("hwq", "bare"):
+            shares = row.get(f"{who}_cpu_ms_per_command", {})
+            cpu_rows.append(
+                (str(row["devices"]), who, ", ".join(f"{k} {v}" for k, v in shares.items()))
+            )
+    common.print_table("Where the CPU goes (2,000 commands, both cores shared)", cpu_rows)
 
 
 def main() -> None:

@@ -194,11 +194,7 @@ class Stack:
         process = self.processes.pop(name)
         if process.poll() is None:
             process.send_signal(sig)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        _reap(process)
 
     def start(self) -> Stack:
         """Migrate, make an admin token, and start the API and the server worker."""
@@ -291,9 +287,23 @@ class Stack:
         raise AssertionError(f"{what} did not come up in {timeout} s\n{logs}")
 
     def close(self) -> None:
-        """Stop every child."""
-        for name in list(self.processes):
-            self.stop(name)
+        """Stop every child: all are asked at once, then each is waited for."""
+        stopping = list(self.processes.values())
+        self.processes.clear()
+        for process in stopping:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in stopping:
+            _reap(process)
+
+
+def _reap(process: subprocess.Popen[bytes]) -> None:
+    """Wait for a child told to stop; kill it if it takes more than 30 s."""
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 TERMINAL = {"done", "failed", "timed_out", "expired", "cancelled", "interrupted"}
