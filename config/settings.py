@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from tasks.errors import ConfigError
 
@@ -64,6 +65,19 @@ class Settings:
         if not self.redis_url:
             raise ConfigError("HWQ_REDIS_URL is not set and no embedded Redis is running")
         return self.redis_url
+
+    @property
+    def celery_broker_url(self) -> str:
+        """The Redis URL as kombu spells it: kombu knows no unix://, only redis+socket://."""
+        url = self.broker_url
+        if not url.startswith("unix://"):
+            return url
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query)
+        # redis-py names the database `db`; kombu calls it the virtual host.
+        renamed = [("virtual_host" if key == "db" else key, value) for key, value in query]
+        query_text = f"?{urlencode(renamed)}" if renamed else ""
+        return f"redis+socket://{parts.netloc}{parts.path}{query_text}"
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with some fields changed (tests and `hwq up` use this)."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+import redis
 from kombu.transport import redis as kombu_redis
 
 # What `broker_transport` names so Celery and kombu load this module's transport.
@@ -40,7 +41,6 @@ class Channel(kombu_redis.Channel):
             client = self._shared_client = super()._create_client()  # type: ignore[misc]
         return client
 
-
     def _brpop_start(self, timeout: Any = None) -> Any:
         connection = self.client.connection
         if connection is not None:
@@ -50,7 +50,7 @@ class Channel(kombu_redis.Channel):
     def close(self) -> None:
         connection = self._in_poll  # type: ignore[attr-defined]
         noted = getattr(connection, _CLIENT_ID, None) if connection else None
-        if noted is not None and noted[0] is connection._sock:
+        if noted is not None and noted[0] is connection._sock and noted[1] is not None:
             # If the broker is gone, the pop's reply is not coming either.
             with contextlib.suppress(Exception):
                 self._create_client().client_unblock(noted[1])
@@ -67,7 +67,11 @@ def _note_client_id(connection: Any) -> None:
     if connection._sock is not None and noted is not None and noted[0] is connection._sock:
         return
     connection.send_command("CLIENT", "ID")  # connects first if it is not connected
-    setattr(connection, _CLIENT_ID, (connection._sock, int(connection.read_response())))
+    try:
+        client_id: int | None = int(connection.read_response())
+    except redis.ResponseError:  # a Redis before 5.0, or an ACL without CLIENT: close waits
+        client_id = None
+    setattr(connection, _CLIENT_ID, (connection._sock, client_id))
 
 
 class Transport(kombu_redis.Transport):

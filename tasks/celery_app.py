@@ -26,7 +26,7 @@ def broker_key_prefix(key_prefix: str) -> str:
 
 def create_celery(settings: Settings) -> Celery:
     """A Celery app on the settings' Redis with hwq's task definitions registered."""
-    app = Celery("hwq", broker=settings.broker_url, set_as_current=True)
+    app = Celery("hwq", broker=settings.celery_broker_url, set_as_current=True)
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],

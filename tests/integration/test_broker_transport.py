@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
+import redis
 from kombu import Queue
 
 from config import Settings
 from tasks.broker_transport import Transport
 from tasks.celery_app import create_celery
+from worker_host.embedded_redis import find_redis_server
 
 # The idle poll of the consumer whose close is timed: long, so a close that waits it out shows.
 POLL_S = 30
@@ -65,3 +69,31 @@ def test_closing_a_consumer_ends_its_waiting_pop_at_once(redis_url: str, key_pre
     connection.close()
     # Without the unblock, close waits for the pop's own timeout: POLL_S.
     assert time.monotonic() - started < POLL_S / 2
+
+
+def test_a_redis_on_a_unix_socket_carries_celery_messages(tmp_path: Path) -> None:
+    """HWQ_REDIS_URL=unix:///…?db=N works for Celery, not only for hwq's own Redis clients."""
+    socket_path = tmp_path / "redis.sock"
+    server = subprocess.Popen(
+        [find_redis_server(), "--port", "0", "--unixsocket", str(socket_path), "--save", "",
+         "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while not socket_path.exists():
+            assert time.monotonic() < deadline, "redis-server did not open its socket"
+            time.sleep(0.05)
+        url = f"unix://{socket_path}?db=2"
+        app = create_celery(Settings(redis_url=url, key_prefix="unix"))
+        with app.connection_for_write() as connection:
+            queue = connection.SimpleQueue("unix-check")
+            queue.put({"n": 1})
+            message = queue.get(timeout=5)
+            message.ack()
+            queue.close()
+        assert message.payload == {"n": 1}
+        assert redis.Redis.from_url(url).exists("unix:q:_kombu.binding.unix-check")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

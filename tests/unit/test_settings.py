@@ -94,6 +94,21 @@ def test_broker_url_is_the_redis_url() -> None:
     assert settings.broker_url == "redis://localhost:6379/0"
 
 
+@pytest.mark.parametrize(
+    ("redis_url", "celery_url"),
+    [
+        ("redis://localhost:6379/0", "redis://localhost:6379/0"),
+        ("rediss://:pw@redis.lab:6380/1", "rediss://:pw@redis.lab:6380/1"),
+        ("unix:///run/redis.sock", "redis+socket:///run/redis.sock"),
+        ("unix:///run/redis.sock?db=3", "redis+socket:///run/redis.sock?virtual_host=3"),
+    ],
+)
+def test_celery_gets_the_redis_url_in_kombus_spelling(redis_url: str, celery_url: str) -> None:
+    settings = load_settings(environ={"HWQ_REDIS_URL": redis_url})
+    assert settings.broker_url == redis_url
+    assert settings.celery_broker_url == celery_url
+
+
 # --- every variable ------------------------------------------------------------------------------
 
 
