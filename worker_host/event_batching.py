@@ -61,4 +61,6 @@ class BatchedTaskEvents(bootsteps.StartStopStep):
             try:
                 consumer.event_dispatcher.flush()
             except Exception as e:  # the broker is gone; the events go with it
-                log.warning("task events not sent", extra={"error": str(e)})
+                log.warning(
+                    "task events not sent", extra={"worker": consumer.hostname, "error": str(e)}
+                )
