@@ -63,8 +63,3 @@ def redis_server_pid(redis_url: str) -> int:
     """The pid of the Redis server behind a URL, as the server itself reports it."""
     with redis.Redis.from_url(redis_url) as client:
         return int(client.info("server")["process_id"])
-
-
-def own_cpu_ticks() -> int:
-    """User plus system CPU of this process (the benchmark's clients) so far, in clock ticks."""
-    return cpu_ticks([os.getpid()])

@@ -240,7 +240,9 @@ def report(results: dict[str, Any]) -> None:
             cpu_rows.append(
                 (str(row["devices"]), who, ", ".join(f"{k} {v}" for k, v in shares.items()))
             )
-    common.print_table("Where the CPU goes (2,000 commands, both cores shared)", cpu_rows)
+    common.print_table(
+        f"Where the CPU goes ({results['commands']} commands, both cores shared)", cpu_rows
+    )
 
 
 def main() -> None:
