@@ -219,14 +219,21 @@ class LiveStore:
         self, command_id: str, timeout_s: float, settled: Any
     ) -> dict[str, Any] | None:
         """Block on the command's event stream until `settled(values)` or the timeout."""
+        log_key, command_key = self.log_key(command_id), self.command_key(command_id)
         deadline = time.monotonic() + timeout_s
+        block_ms: int | None = None
+        last_id = b"0-0"
         while True:
             # Read the stream's tail before the state, so an event landing in between is
-            # returned by XREAD at once instead of being missed.
+            # returned by the next XREAD at once instead of being missed. After the first
+            # round, the blocking XREAD leads the same pipeline: Redis holds the reads behind
+            # it until it returns, so a wake-up and the state it announces cost one round trip.
             pipe = self.redis.pipeline(transaction=False)
-            pipe.xrevrange(self.log_key(command_id), count=1)
-            pipe.hgetall(self.command_key(command_id))
-            tail, raw = pipe.execute()
+            if block_ms is not None:
+                pipe.xread({log_key: last_id}, block=block_ms)
+            pipe.xrevrange(log_key, count=1)
+            pipe.hgetall(command_key)
+            *_, tail, raw = pipe.execute()
             last_id = tail[0][0] if tail else b"0-0"
             values = _decode_hash(raw)
             if values is None or settled(values):
@@ -234,7 +241,7 @@ class LiveStore:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return values
-            self.redis.xread({self.log_key(command_id): last_id}, block=int(remaining * 1000) + 1)
+            block_ms = int(remaining * 1000) + 1
 
     # devices ------------------------------------------------------------------------------
     def device_counts(self, device: str) -> tuple[int, int, int]:
