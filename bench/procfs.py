@@ -46,7 +46,7 @@ def children_of(parent: int) -> list[int]:
 
 
 def process_tree(pid: int) -> list[int]:
-    """A process and its descendants (the API is a gunicorn master and its worker)."""
+    """A process and its descendants (the API is a granian server and its worker)."""
     tree = [pid]
     for child in children_of(pid):
         tree += process_tree(child)

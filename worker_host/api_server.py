@@ -1,40 +1,68 @@
-"""Serves the API under gunicorn with threads, so many long-polls can be open at once."""
+"""Serves the API under granian: HTTP handled in Rust, the Flask app on a pool of threads.
+
+A long-poll is a thread blocked on Redis, not a CPU, so one worker process with many threads
+holds them all. Granian parses and writes HTTP outside the interpreter: a request costs the
+API process about a third of a millisecond less than under a pure-Python server
+(bench/README.md), which is most of what a submission or a long-poll spends outside hwq.
+"""
 
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
-from gunicorn.app.base import BaseApplication
+from granian import Granian
+from granian.constants import Interfaces
+from granian.log import LogLevels
 
 from config import Settings
+from config.logging import configure_logging
+from worker_host.launcher import end_with_parent
 
-# One process, many threads: a long-poll is a thread blocked on Redis, not a CPU.
+# One process, many threads: the SQLite writer and the caches are per process.
 API_WORKER_PROCESSES = 1
-# A request slower than this is cut off; it must exceed the longest ?wait (60 s).
-API_REQUEST_TIMEOUT_S = 120
+# How long in-flight requests get to finish once the server is told to stop.
+STOP_GRACE_S = 5
+# Granian's own messages go through hwq's log handler, so every line has one format.
+_GRANIAN_LOGGERS = {
+    "loggers": {
+        "_granian": {"handlers": [], "propagate": True},
+        "granian.access": {"handlers": [], "propagate": True},
+    }
+}
 
 
-class ApiServer(BaseApplication):
-    """A gunicorn application serving `api.create_app()`."""
+def worker_app() -> Any:
+    """The Flask app, built in the server's worker process, which ends when the server does."""
+    end_with_parent()
+    from config import load_settings
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_json, role="api")
+    # Imported by name: the api package sits on top and nothing below imports it.
+    return importlib.import_module("api").create_app()
+
+
+class ApiServer:
+    """Granian serving `api.create_app()` over WSGI on `host:port`."""
 
     def __init__(self, settings: Settings, host: str, port: int) -> None:
         self.settings = settings
-        self.bind = f"{host}:{port}"
-        super().__init__()
+        self.host = host
+        self.port = port
 
-    def load_config(self) -> None:
-        """Gunicorn settings from hwq settings."""
-        self.cfg.set("bind", self.bind)
-        self.cfg.set("worker_class", "gthread")
-        self.cfg.set("workers", API_WORKER_PROCESSES)
-        self.cfg.set("threads", self.settings.api_threads)
-        self.cfg.set("timeout", API_REQUEST_TIMEOUT_S)
-        self.cfg.set("graceful_timeout", 5)
-        self.cfg.set("accesslog", None)
-        self.cfg.set("loglevel", self.settings.log_level.lower())
-
-    def load(self) -> Any:
-        """Build the Flask app in the worker process."""
-        # Imported by name: the api package sits on top and nothing below imports it.
-        return importlib.import_module("api").create_app()
+    def run(self) -> None:
+        """Serve until told to stop (SIGINT or SIGTERM)."""
+        Granian(
+            f"{__name__}:worker_app",
+            factory=True,
+            interface=Interfaces.WSGI,
+            address=self.host,
+            port=self.port,
+            workers=API_WORKER_PROCESSES,
+            blocking_threads=self.settings.api_threads,
+            log_level=LogLevels(self.settings.log_level.lower()),
+            log_dictconfig=_GRANIAN_LOGGERS,
+            log_access=False,
+            workers_kill_timeout=STOP_GRACE_S,
+        ).serve()

@@ -23,17 +23,22 @@ STOP_TIMEOUT_S = 15.0
 _PR_SET_PDEATHSIG = 1
 
 
+def end_with_parent() -> None:
+    """SIGTERM this process when its parent dies, however the parent dies (Linux only)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass  # not Linux: an orderly stop still stops every child
+
+
 def die_with_parent() -> None:
     """In a child about to exec: SIGTERM it when its parent dies, however the parent dies.
 
     Also puts the child in its own process group, so a Ctrl-C reaches only the parent,
     which then stops its children in order.
     """
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass  # not Linux: an orderly stop still stops every child
+    end_with_parent()
     os.setpgrp()
 
 

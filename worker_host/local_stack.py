@@ -15,7 +15,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.client import HTTPConnection, RemoteDisconnected
@@ -28,12 +28,25 @@ from worker_host.embedded_redis import free_port
 START_TIMEOUT_S = 60.0
 
 
+class Headers(dict[str, str]):
+    """Reply headers, looked up by name in any case, as HTTP compares them."""
+
+    def __init__(self, items: Iterable[tuple[str, str]]) -> None:
+        super().__init__((name.lower(), value) for name, value in items)
+
+    def __getitem__(self, name: str) -> str:
+        return super().__getitem__(name.lower())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and super().__contains__(name.lower())
+
+
 @dataclass
 class Reply:
     """An HTTP reply: status, headers and the decoded JSON body (if any)."""
 
     status: int
-    headers: dict[str, str]
+    headers: Headers
     body: Any
 
 
@@ -53,9 +66,9 @@ def http(
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             payload = response.read()
-            return Reply(response.status, dict(response.headers), _json(payload))
+            return Reply(response.status, Headers(response.headers.items()), _json(payload))
     except urllib.error.HTTPError as e:
-        return Reply(e.code, dict(e.headers), _json(e.read()))
+        return Reply(e.code, Headers(e.headers.items()), _json(e.read()))
 
 
 class KeepAliveHttp:
@@ -97,7 +110,7 @@ class KeepAliveHttp:
                 raise
             if response.will_close:
                 self._drop(connection)
-            return Reply(response.status, dict(response.headers), _json(payload))
+            return Reply(response.status, Headers(response.headers.items()), _json(payload))
         raise AssertionError("unreachable: the second attempt returns or raises")
 
     def _drop(self, connection: HTTPConnection) -> None:

@@ -34,7 +34,7 @@ def _logging(settings: Settings, **context: object) -> None:
 @click.option("--host", default=None, help="Address to listen on (HWQ_API_HOST).")
 @click.option("--port", type=int, default=None, help="Port to listen on (HWQ_API_PORT).")
 def api(host: str | None, port: int | None) -> None:
-    """Serve the HTTP API (gunicorn, threaded)."""
+    """Serve the HTTP API (granian, threaded)."""
     from worker_host.api_server import ApiServer
 
     settings = _settings()
