@@ -22,7 +22,8 @@ log = logging.getLogger("hwq.reaper")
 # How often the reaper sweeps; expiry and lease deadlines are met to within this.
 SWEEP_INTERVAL_S = 0.5
 # A device whose queued commands have no message in the broker and nothing in flight for this
-# long has lost them (say, the API died between commit and publish): they are published again.
+# long has lost them (a device worker died between popping a message and claiming it, or
+# Redis lost the list): they are published again.
 ORPHAN_AGE_S = 30.0
 ORPHAN_SWEEP_EVERY = 20
 
@@ -30,9 +31,15 @@ ORPHAN_SWEEP_EVERY = 20
 class Reaper:
     """Periodic sweeps of the server worker."""
 
-    def __init__(self, live: LiveStore, sessions: sessionmaker[Session]) -> None:
+    def __init__(
+        self,
+        live: LiveStore,
+        sessions: sessionmaker[Session],
+        orphan_age_s: float = ORPHAN_AGE_S,
+    ) -> None:
         self.live = live
         self.sessions = sessions
+        self.orphan_age_s = orphan_age_s
         self._rounds = 0
 
     @property
@@ -98,12 +105,13 @@ class Reaper:
 
     def republish_orphans(self) -> None:
         """Publish again the queued commands of a device whose broker queue is empty."""
-        seconds, _ = self.live.redis.time()
+        seconds, micros = self.live.redis.time()
+        now = seconds + micros / 1_000_000
         pattern = f"{self.live.prefix}:dev:*:queued"
         for key in self.live.redis.scan_iter(match=pattern, count=500):
             device = key.decode()[len(self.live.prefix) + 5 : -len(":queued")]
             oldest = self.live.redis.zrange(key, 0, 0, withscores=True)
-            if not oldest or seconds - oldest[0][1] < ORPHAN_AGE_S:
+            if not oldest or now - oldest[0][1] < self.orphan_age_s:
                 continue
             _, inflight, _ = self.live.device_counts(device)
             if inflight or self.live.redis.llen(self.live.broker_queue_key(device)):
