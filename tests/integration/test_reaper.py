@@ -17,6 +17,12 @@ from command_factory import command_values
 DEVICE = "dev0"
 
 
+def _stores(settings: Settings, redis_client: redis.Redis):  # type: ignore[no-untyped-def]
+    engine = make_engine(settings.sqlalchemy_url)
+    migrate(engine)
+    return engine, make_sessions(engine), LiveStore(redis_client, settings.key_prefix)
+
+
 def _accept(sessions, live: LiveStore) -> str:  # type: ignore[no-untyped-def]
     """A command accepted as the API accepts one: ledger row, live state and its message."""
     values = command_values(DEVICE)
@@ -35,10 +41,7 @@ def _queued_message_ids(live: LiveStore) -> list[str]:
 def test_a_message_popped_by_a_worker_that_died_is_published_again(
     settings: Settings, redis_client: redis.Redis
 ) -> None:
-    engine = make_engine(settings.sqlalchemy_url)
-    migrate(engine)
-    sessions = make_sessions(engine)
-    live = LiveStore(redis_client, settings.key_prefix)
+    engine, sessions, live = _stores(settings, redis_client)
     command_id = _accept(sessions, live)
     # What a device worker's pop does; the worker then dies before its claim.
     assert redis_client.rpop(live.broker_queue_key(DEVICE)) is not None
@@ -56,10 +59,7 @@ def test_a_message_popped_by_a_worker_that_died_is_published_again(
 def test_a_command_whose_message_is_still_queued_is_not_published_twice(
     settings: Settings, redis_client: redis.Redis
 ) -> None:
-    engine = make_engine(settings.sqlalchemy_url)
-    migrate(engine)
-    sessions = make_sessions(engine)
-    live = LiveStore(redis_client, settings.key_prefix)
+    engine, sessions, live = _stores(settings, redis_client)
     command_id = _accept(sessions, live)
 
     Reaper(live, sessions, orphan_age_s=0).republish_orphans()
