@@ -32,12 +32,14 @@ PUBLIC_FIELDS = (
 
 def utc_now_iso() -> str:
     """The current time as ISO 8601 UTC with microseconds, e.g. 2026-11-22T01:02:03.456789Z."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat ends "+00:00" for UTC; this format spells it Z.
+    return datetime.now(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def parse_iso(text: str) -> datetime:
     """Parse a time written by `utc_now_iso`."""
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    parsed = datetime.fromisoformat(text)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def to_redis_fields(values: dict[str, Any]) -> dict[str, str]:
