@@ -25,6 +25,10 @@ def _start_clock() -> None:
 
 
 def _log_request(response: Response) -> Response:
+    level = logging.WARNING if response.status_code >= 500 else logging.INFO
+    # Gathering the fields costs more than the rest of a small request's bookkeeping.
+    if not log.isEnabledFor(level):
+        return response
     started = g.get("hwq_started")
     duration_ms = (time.perf_counter() - started) * 1000 if started is not None else 0.0
     principal = current_principal()
@@ -39,7 +43,6 @@ def _log_request(response: Response) -> Response:
         if request.view_args and arg in request.view_args:
             fields[field] = request.view_args[arg]
     fields.update(g.get("hwq_log_fields", {}))
-    level = logging.WARNING if response.status_code >= 500 else logging.INFO
     log.log(
         level,
         "%s %s %s %.1fms",

@@ -70,6 +70,10 @@ class LiveStore:
         """The stream of one command's events."""
         return f"{self.prefix}:cmd:{command_id}:log"
 
+    def wake_key(self, command_id: str) -> str:
+        """The stream long-polls block on: an entry each time the command may have settled."""
+        return f"{self.prefix}:cmd:{command_id}:wake"
+
     @property
     def transitions_key(self) -> str:
         """The stream the recorder copies into SQL."""
@@ -218,23 +222,23 @@ class LiveStore:
     def wait(
         self, command_id: str, timeout_s: float, settled: Any
     ) -> dict[str, Any] | None:
-        """Block on the command's event stream until `settled(values)` or the timeout."""
-        log_key, command_key = self.log_key(command_id), self.command_key(command_id)
+        """Block until `settled(values)` or the timeout; wakes only when the command may have."""
+        wake_key, command_key = self.wake_key(command_id), self.command_key(command_id)
         deadline = time.monotonic() + timeout_s
         block_ms: int | None = None
         last_id = b"0-0"
         while True:
-            # Read the stream's tail before the state, so an event landing in between is
+            # Read the wake stream's tail before the state, so an entry landing in between is
             # returned by the next XREAD at once instead of being missed. After the first
             # round, the blocking XREAD leads the same pipeline: Redis holds the reads behind
             # it until it returns, so a wake-up and the state it announces cost one round trip.
             pipe = self.redis.pipeline(transaction=False)
             if block_ms is not None:
-                pipe.xread({log_key: last_id}, block=block_ms)
-            pipe.xrevrange(log_key, count=1)
+                pipe.xread({wake_key: last_id}, block=block_ms)
+            pipe.xrevrange(wake_key, count=1)
             pipe.hgetall(command_key)
             *_, tail, raw = pipe.execute()
-            last_id = tail[0][0] if tail else b"0-0"
+            last_id = tail[0][0] if tail else last_id
             values = _decode_hash(raw)
             if values is None or settled(values):
                 return values

@@ -15,6 +15,9 @@ local prefix, mode, id, now_iso, detail = ARGV[1], ARGV[2], ARGV[3], ARGV[4], AR
 local expected, targets, lease_s, extra = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local cmd_key = prefix .. ':cmd:' .. id
 local log_key = cmd_key .. ':log'
+-- Long-polls block here rather than on the log: it gets an entry only when the command may
+-- have settled for them (responded or terminal), so a waiter wakes once, not per event.
+local wake_key = cmd_key .. ':wake'
 local transitions_key = prefix .. ':transitions'
 local expiries_key = prefix .. ':expiries'
 local leases_key = prefix .. ':leases'
@@ -155,6 +158,10 @@ for step, target in ipairs(wanted) do
   state = target
 end
 if state == previous then return {0, previous, state} end
+if TERMINAL[state] or state == 'responded' then
+  redis.call('XADD', wake_key, 'MAXLEN', '4', '*', 'state', state)
+  redis.call('EXPIRE', wake_key, FINISHED_TTL_S)
+end
 if mode == 'claim' and state == 'dispatched' then
   return {1, previous, state, redis.call('HGETALL', cmd_key)}
 end
