@@ -1,4 +1,4 @@
-"""kombu's Redis transport, with a shared client per channel and a prompt close.
+"""kombu's Redis transport, with a shared client per channel, a prompt close and a quiet idle.
 
 kombu builds a new `redis.Redis` object for every publish, acknowledgement and task event
 (`Channel.conn_or_acquire`). Building one copies redis-py's table of ~200 response callbacks,
@@ -74,7 +74,26 @@ def _note_client_id(connection: Any) -> None:
     setattr(connection, _CLIENT_ID, (connection._sock, client_id))
 
 
+# kombu checks every second whether the binding tables of expiring queues need refreshing,
+# which wakes every idle worker's event loop once a second. Those tables live at least an hour
+# (kombu's MIN_BINDING_TTL) and are swept once a minute, so a check this often keeps them
+# alive as surely and lets an idle device worker sleep.
+BINDING_CHECK_S = 30.0
+
+
 class Transport(kombu_redis.Transport):
-    """kombu's Redis transport with the shared-client channel."""
+    """kombu's Redis transport with the shared-client channel and a calmer binding check."""
 
     Channel = Channel
+
+    def register_with_event_loop(self, connection: Any, loop: Any) -> None:
+        super().register_with_event_loop(connection, loop)
+        # The stubs predate kombu's binding expiry; the poller is made before this is called.
+        cycle: Any = self.cycle
+        every_second = getattr(cycle, "_binding_expiry_tref", None)
+        if every_second is not None:
+            every_second.cancel()
+            # kombu cancels this attribute's timer when it registers again after a reconnect.
+            cycle._binding_expiry_tref = loop.call_repeatedly(
+                BINDING_CHECK_S, cycle.maybe_refresh_binding_expiry
+            )

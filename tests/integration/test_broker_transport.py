@@ -97,3 +97,20 @@ def test_a_redis_on_a_unix_socket_carries_celery_messages(tmp_path: Path) -> Non
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_an_idle_consumer_has_no_timer_due_every_second(redis_url: str, key_prefix: str) -> None:
+    """kombu's own transport wakes every idle worker each second to look at binding tables."""
+    from kombu.asynchronous import Hub
+
+    app = create_celery(Settings(redis_url=redis_url, key_prefix=key_prefix))
+    hub = Hub()
+    with app.connection_for_read() as connection:
+        connection.default_channel  # noqa: B018 (opening the channel registers its poller)
+        started = time.monotonic()
+        connection.transport.register_with_event_loop(connection.connection, hub)
+        due = [item.eta for item in hub.timer.queue if not item.entry.canceled]
+        soonest = min(due) - started
+        hub.timer.clear()
+        hub.close()
+    assert soonest >= 5, f"an idle consumer would wake {soonest:.1f} s from now"
