@@ -7,7 +7,19 @@ import functools
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Update, and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Insert,
+    Update,
+    and_,
+    bindparam,
+    delete,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from tasks.command_record import parse_iso
@@ -158,28 +170,23 @@ def record_transitions(session: Session, entries: list[dict[str, Any]]) -> None:
     """
     if not entries:
         return
-    ids = sorted({entry["id"] for entry in entries})
-    recorded = set(
-        session.execute(
-            select(CommandEventRow.command_id, CommandEventRow.seq).where(
-                CommandEventRow.command_id.in_(ids)
-            )
-        ).tuples()
-    )
+    # Within the batch each event once; against the table, the insert skips recorded ones.
     fresh: dict[tuple[str, int], dict[str, Any]] = {}
     for entry in entries:
         key = (entry["id"], int(entry["seq"]))
-        if key not in recorded:
-            fresh[key] = {
+        fresh.setdefault(
+            key,
+            {
                 "command_id": entry["id"],
                 "seq": key[1],
                 "state": entry["state"],
                 "at": parse_iso(entry["at"]),
                 "detail": entry.get("detail"),
-            }
+            },
+        )
     connection = session.connection()
     if fresh:
-        connection.execute(_INSERT_EVENT, list(fresh.values()))
+        connection.execute(_insert_events_once(connection.dialect.name), list(fresh.values()))
     # Rows changing the same columns share one prepared UPDATE, run once for all of them.
     by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for command_id, changes in _latest_changes(entries).items():
@@ -190,8 +197,22 @@ def record_transitions(session: Session, entries: list[dict[str, Any]]) -> None:
         connection.execute(_update_forward(columns), rows)
 
 
-# An event row; executed with a list of rows, one statement for the whole batch.
-_INSERT_EVENT = insert(CommandEventRow)
+@functools.cache
+def _insert_events_once(dialect: str) -> Insert:
+    """An event-row insert that skips rows already recorded (replays, a second recorder).
+
+    Executed with a list of rows: one statement for the whole batch, and no read first, which
+    cost the recorder as much as its writes.
+    """
+    if dialect == "postgresql":
+        return postgresql.insert(CommandEventRow).on_conflict_do_nothing(
+            index_elements=["command_id", "seq"]
+        )
+    if dialect == "sqlite":
+        return sqlite.insert(CommandEventRow).on_conflict_do_nothing(
+            index_elements=["command_id", "seq"]
+        )
+    raise ValueError(f"the ledger runs on SQLite or PostgreSQL, not {dialect}")
 
 
 @functools.lru_cache(maxsize=64)
