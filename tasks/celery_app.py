@@ -36,8 +36,9 @@ def create_celery(settings: Settings) -> Celery:
         # Flower builds its pages from task events; send them from the start.
         worker_send_task_events=True,
         task_send_sent_event=True,
-        # One command at a time per device worker, acknowledged only once it has run, so a
-        # crash leaves the message to be delivered again (the claim makes that inert).
+        # One task at a time per worker, acknowledged only once it has run. The server
+        # worker's crash leaves its message to be delivered again; device workers turn kombu's
+        # ack emulation off, since their claim is the acknowledgement (device_worker.py).
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
