@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tasks.command_record import parse_iso, utc_now_iso
 from tasks.db import ledger, registry
 from tasks.db.models import CommandEventRow
-from tasks.db.write_lock import writer_turn
+from tasks.db.write_lock import write_session
 from tasks.lifecycle import MAX_ATTEMPTS, State
 from tasks.live_store import LiveStore
 
@@ -122,7 +122,7 @@ class Reaper:
 
     def recover_from_ledger(self) -> None:
         """Redis lost its data: rebuild device mirrors, requeue queued, end dispatched."""
-        with self.sessions() as session, writer_turn(session.get_bind()), session.begin():
+        with write_session(self.sessions) as session:
             for device_row in registry.list_devices(session):
                 values = registry.device_values(device_row)
                 if self.live.device_config(values["name"]) is None:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tasks.command_record import from_redis_fields
 from tasks.db import ledger
-from tasks.db.write_lock import writer_turn
+from tasks.db.write_lock import write_session
 from tasks.live_store import LiveStore
 
 log = logging.getLogger("hwq.recorder")
@@ -67,7 +67,7 @@ class Recorder:
             more = self.live.redis.xreadgroup(GROUP, self.consumer, {key: ">"}, count=BATCH)
             entries += more[0][1] if more else []
         decoded = [_decode(fields) for _, fields in entries]
-        with self.sessions() as session, writer_turn(session.get_bind()), session.begin():
+        with write_session(self.sessions) as session:
             ledger.record_transitions(session, decoded)
         ids = [entry_id for entry_id, _ in entries]
         pipe = self.live.redis.pipeline()

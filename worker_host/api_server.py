@@ -15,7 +15,7 @@ from granian import Granian
 from granian.constants import Interfaces
 from granian.log import LogLevels
 
-from config import Settings
+from config import Settings, load_settings
 from config.logging import configure_logging
 from worker_host.launcher import end_with_parent
 
@@ -35,8 +35,7 @@ _GRANIAN_LOGGERS = {
 def worker_app() -> Any:
     """The Flask app, built in the server's worker process, which ends when the server does."""
     end_with_parent()
-    from config import load_settings
-
+    # Settings and logging are made again here, so a worker started afresh (not forked) has them.
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_json, role="api")
     # Imported by name: the api package sits on top and nothing below imports it.

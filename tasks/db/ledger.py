@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import functools
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -197,6 +198,13 @@ def record_transitions(session: Session, entries: list[dict[str, Any]]) -> None:
         connection.execute(_update_forward(columns), rows)
 
 
+# The insert that skips rows already there is spelled per dialect; hwq runs on these two.
+_DIALECT_INSERTS: dict[str, Callable[[type[Any]], Any]] = {
+    "postgresql": postgresql.insert,
+    "sqlite": sqlite.insert,
+}
+
+
 @functools.cache
 def _insert_events_once(dialect: str) -> Insert:
     """An event-row insert that skips rows already recorded (replays, a second recorder).
@@ -204,15 +212,12 @@ def _insert_events_once(dialect: str) -> Insert:
     Executed with a list of rows: one statement for the whole batch, and no read first, which
     cost the recorder as much as its writes.
     """
-    if dialect == "postgresql":
-        return postgresql.insert(CommandEventRow).on_conflict_do_nothing(
-            index_elements=["command_id", "seq"]
-        )
-    if dialect == "sqlite":
-        return sqlite.insert(CommandEventRow).on_conflict_do_nothing(
-            index_elements=["command_id", "seq"]
-        )
-    raise ValueError(f"the ledger runs on SQLite or PostgreSQL, not {dialect}")
+    if dialect not in _DIALECT_INSERTS:
+        raise ValueError(f"the ledger runs on SQLite or PostgreSQL, not {dialect}")
+    statement: Insert = _DIALECT_INSERTS[dialect](CommandEventRow).on_conflict_do_nothing(
+        index_elements=["command_id", "seq"]
+    )
+    return statement
 
 
 @functools.lru_cache(maxsize=64)

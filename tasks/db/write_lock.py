@@ -18,6 +18,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 # The lock file sits beside the database: `<db>-writer.lock`.
 LOCK_SUFFIX = "-writer.lock"
@@ -63,3 +64,10 @@ def writer_turn(bind: Engine | Connection) -> AbstractContextManager[Any]:
         if lock is None:
             lock = _locks[path] = FileWriteLock(path)
     return lock.held()
+
+
+@contextmanager
+def write_session(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    """A session inside one write transaction, with the writer's turn held around it."""
+    with sessions() as session, writer_turn(session.get_bind()), session.begin():
+        yield session
