@@ -120,9 +120,13 @@ def test_wait_returns_as_soon_as_the_command_settles(live: LiveStore) -> None:
     from tasks.lifecycle import is_settled_for_wait
 
     command_id = new_command(live)
-    threading.Timer(0.3, lambda: live.move(command_id, State.CANCELLED)).start()
+    canceller = threading.Timer(0.3, lambda: live.move(command_id, State.CANCELLED))
+    canceller.start()
     started = time.monotonic()
     values = live.wait(command_id, 10, is_settled_for_wait)
+    # The wake-up lands while the canceller still reads the script's reply;
+    # let it finish before the fixture closes the connection under it.
+    canceller.join()
     assert values is not None and values["state"] == State.CANCELLED
     assert time.monotonic() - started < 5
 
