@@ -46,8 +46,16 @@ class BatchedTaskEvents(bootsteps.StartStopStep):
                 self.armed = True
                 hub.call_later(EVENT_BATCH_S, flush)
 
-        # Events are also sent from the pool thread; call_soon is Celery's thread-safe way in.
-        dispatcher.on_send_buffered = lambda: hub.call_soon(arm)
+        def on_send_buffered() -> None:
+            # Events are sent from the pool thread too; call_soon is the thread-safe way in,
+            # but it wakes the loop, which then contends for the GIL with the command just
+            # starting. While a flush is armed it will carry this event: the flush clears the
+            # flag before it reads the buffer, and the event joined the buffer before this
+            # read of the flag, so skipping here loses nothing.
+            if not self.armed:
+                hub.call_soon(arm)
+
+        dispatcher.on_send_buffered = on_send_buffered
 
     def stop(self, consumer: Any) -> None:
         self._flush(consumer)
