@@ -219,9 +219,7 @@ class LiveStore:
         entries = self.redis.xrange(self.log_key(command_id))
         return [_event(fields) for _, fields in entries]
 
-    def wait(
-        self, command_id: str, timeout_s: float, settled: Any
-    ) -> dict[str, Any] | None:
+    def wait(self, command_id: str, timeout_s: float, settled: Any) -> dict[str, Any] | None:
         """Block until `settled(values)` or the timeout; wakes only when the command may have."""
         wake_key, command_key = self.wake_key(command_id), self.command_key(command_id)
         deadline = time.monotonic() + timeout_s

@@ -33,12 +33,35 @@ def make_engine(url: str, writes_first: bool = False) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
+# A writer whose commit takes the write-ahead log past this many pages copies the log into
+# the database and syncs both before its commit returns: milliseconds, in whichever request
+# happens to cross the line. The server worker checkpoints long before (see
+# `checkpoint_passively`); this larger bound only holds when no server worker runs.
+BACKSTOP_CHECKPOINT_PAGES = 16384
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_CHECKPOINT_PAGES}")
     cursor.close()
+
+
+def checkpoint_passively(engine: Engine) -> tuple[int, int] | None:
+    """Copy what the SQLite write-ahead log holds into the database, without blocking writers.
+
+    Returns the log's pages and how many of them are now in the database, or None where
+    there is nothing to do (PostgreSQL, an in-memory database).
+    """
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return None
+    with engine.connect() as connection:
+        row = connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
+        connection.rollback()
+    return int(row[1]), int(row[2])
 
 
 def _sqlite_manual_transactions(dbapi_connection: Any, _record: Any) -> None:

@@ -31,9 +31,7 @@ def _wait_state(stack: Stack, command_id: str, state: str, timeout: float = 30) 
     raise AssertionError(f"{command_id} is {body['state']}, never {state}")
 
 
-def test_a_worker_killed_mid_command_leaves_it_interrupted(
-    stack: Stack, device_name: str
-) -> None:
+def test_a_worker_killed_mid_command_leaves_it_interrupted(stack: Stack, device_name: str) -> None:
     stack.add_sim_device(device_name)
     command_id = stack.submit(device_name, "SLEEP 3000", timeout_s=2)
     # Killed once the device has the command: mid-command, not between claim and write.

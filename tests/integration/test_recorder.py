@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
+import pytest
 import redis
 
 from config import Settings
+from tasks import recorder as recorder_module
 from tasks.command_record import utc_now_iso
 from tasks.db import ledger
-from tasks.db.engine import make_engine, make_sessions, migrate
+from tasks.db.engine import checkpoint_passively, make_engine, make_sessions, migrate
 from tasks.lifecycle import State
 from tasks.live_store import LiveStore
 from tasks.recorder import Recorder
@@ -21,6 +26,10 @@ def _setup(settings: Settings, redis_client: redis.Redis):  # type: ignore[no-un
     sessions = make_sessions(engine)
     live = LiveStore(redis_client, settings.key_prefix)
     return engine, sessions, live
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _accept(sessions, live: LiveStore, device: str = "dev0") -> str:  # type: ignore[no-untyped-def]
@@ -89,4 +98,29 @@ def test_history_pages_newest_first_with_a_cursor(
             if cursor is None:
                 break
     assert seen == list(reversed(ids))
+    engine.dispose()
+
+
+def test_the_recorder_moves_the_write_ahead_log_into_the_database(
+    tmp_path: Path, redis_client: redis.Redis, key_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = tmp_path / "hwq.db"
+    engine = make_engine(f"sqlite:///{database}")
+    migrate(engine)
+    sessions = make_sessions(engine)
+    live = LiveStore(redis_client, key_prefix)
+    checkpoint_passively(engine)
+    settled = _digest(database)
+    command_id = _accept(sessions, live)
+    live.claim(command_id, "dev0@host")
+    live.move(command_id, State.RESPONDED, State.DONE, fields={"response": {"text": "hi"}})
+    # Commits leave the database file alone: the API's submissions never copy the log.
+    assert _digest(database) == settled
+    monkeypatch.setattr(recorder_module, "CHECKPOINT_EVERY_S", 0.0)
+    recorder = Recorder(live, sessions, consumer="test")
+    while recorder.record_once(block_ms=10):
+        pass
+    assert _digest(database) != settled
+    log_pages, copied = checkpoint_passively(engine) or (-1, -2)
+    assert log_pages == copied
     engine.dispose()
