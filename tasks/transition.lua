@@ -102,9 +102,9 @@ if mode == 'create' then
     redis.call('ZADD', expiries_key, deadline, id)
   end
   enter(device, 'queued')
-  table.insert(fields, 'state')
-  table.insert(fields, 'queued')
-  record('queued', fields)
+  -- The API committed the ledger row with every field before this ran: the recorder needs
+  -- only the event.
+  record('queued', {'state', 'queued'})
   if options.queue then redis.call('LPUSH', options.queue, options.message) end
   return {1, '', 'queued'}
 end
