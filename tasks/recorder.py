@@ -88,8 +88,11 @@ class Recorder:
         if now - self._checkpointed_at < CHECKPOINT_EVERY_S:
             return
         self._checkpointed_at = now
-        with self.sessions() as session:
-            checkpoint_passively(session.get_bind().engine)
+        try:
+            with self.sessions() as session:
+                checkpoint_passively(session.get_bind().engine)
+        except SQLAlchemyError as e:  # the log grows until the next try; recording goes on
+            log.warning("write-ahead log not checkpointed", extra={"error": str(e)})
 
     def run(self, stop: threading.Event) -> None:
         """Record until `stop` is set; outages of Redis or SQL are waited out, not fatal."""

@@ -58,10 +58,16 @@ def checkpoint_passively(engine: Engine) -> tuple[int, int] | None:
     database = engine.url.database
     if engine.dialect.name != "sqlite" or not database or database == ":memory:":
         return None
-    with engine.connect() as connection:
-        row = connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
-        connection.rollback()
-    return int(row[1]), int(row[2])
+    # On the driver's connection itself: a checkpoint cannot run inside a transaction, and
+    # an engine made with `writes_first` opens one for every statement it is handed.
+    connection = engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        _busy, log_pages, copied = cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        cursor.close()
+    finally:
+        connection.close()
+    return int(log_pages), int(copied)
 
 
 def _sqlite_manual_transactions(dbapi_connection: Any, _record: Any) -> None:

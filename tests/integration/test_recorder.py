@@ -105,7 +105,8 @@ def test_the_recorder_moves_the_write_ahead_log_into_the_database(
     tmp_path: Path, redis_client: redis.Redis, key_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     database = tmp_path / "hwq.db"
-    engine = make_engine(f"sqlite:///{database}")
+    # As the server worker makes it: every transaction takes the write lock when it begins.
+    engine = make_engine(f"sqlite:///{database}", writes_first=True)
     migrate(engine)
     sessions = make_sessions(engine)
     live = LiveStore(redis_client, key_prefix)
