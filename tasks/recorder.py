@@ -15,6 +15,7 @@ from tasks.command_record import from_redis_fields
 from tasks.db import ledger
 from tasks.db.engine import checkpoint_passively
 from tasks.db.write_lock import write_session
+from tasks.idle_priority import yield_to_everything_else
 from tasks.live_store import LiveStore
 
 log = logging.getLogger("hwq.recorder")
@@ -95,7 +96,12 @@ class Recorder:
             log.warning("write-ahead log not checkpointed", extra={"error": str(e)})
 
     def run(self, stop: threading.Event) -> None:
-        """Record until `stop` is set; outages of Redis or SQL are waited out, not fatal."""
+        """Record until `stop` is set; outages of Redis or SQL are waited out, not fatal.
+
+        The ledger may trail the live state by a batch or two (readers of history get the
+        live state of rows not yet final), so the loop runs only when no command needs the CPU.
+        """
+        yield_to_everything_else()
         while not stop.is_set():
             try:
                 self.record_once()

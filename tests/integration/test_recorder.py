@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -124,4 +127,35 @@ def test_the_recorder_moves_the_write_ahead_log_into_the_database(
     assert _digest(database) != settled
     log_pages, copied = checkpoint_passively(engine) or (-1, -2)
     assert log_pages == copied
+    engine.dispose()
+
+
+def test_the_running_recorder_records_while_yielding_the_cpu(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    engine, sessions, live = _setup(settings, redis_client)
+    command_id = _accept(sessions, live)
+    live.claim(command_id, "dev0@host")
+    live.move(command_id, State.RESPONDED, State.DONE, fields={"response": {"text": "hi"}})
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=Recorder(live, sessions, consumer="test").run, args=(stop,), daemon=True
+    )
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        state = None
+        while state != "done" and time.monotonic() < deadline:
+            with sessions() as session:
+                row = ledger.get_command(session, command_id)
+                state = row.state if row else None
+            time.sleep(0.05)
+        assert state == "done"
+        if hasattr(os, "SCHED_IDLE"):
+            assert thread.native_id is not None
+            assert os.sched_getscheduler(thread.native_id) == os.SCHED_IDLE
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    assert not thread.is_alive()
     engine.dispose()

@@ -1,0 +1,29 @@
+"""Background bookkeeping that gives way to the live path the moment it needs a CPU.
+
+The recorder wakes every few tens of milliseconds and spends a few milliseconds of CPU on a
+batch. On a two-core machine that burst lands on some command's path one time in twenty:
+the submission, the device worker and the long-poll wait for a core, and the burst is the
+latency tail. A thread under Linux's SCHED_IDLE policy is preempted by any ordinary thread
+that wakes, so the batch runs in the gaps between commands instead; under full load it
+still gets a share, and it catches up as soon as the load eases.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+log = logging.getLogger("hwq.priority")
+
+
+def yield_to_everything_else() -> bool:
+    """Put the calling thread under SCHED_IDLE; False where the system does not offer it."""
+    policy = getattr(os, "SCHED_IDLE", None)
+    if policy is None:
+        return False
+    try:
+        os.sched_setscheduler(0, policy, os.sched_param(0))
+    except OSError as e:  # a sandbox that forbids it: run at the ordinary priority
+        log.info("thread keeps its priority", extra={"error": str(e)})
+        return False
+    return True
