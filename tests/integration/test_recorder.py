@@ -44,13 +44,19 @@ def _accept(sessions, live: LiveStore, device: str = "dev0") -> str:  # type: ig
     return str(values["id"])
 
 
+def _accept_and_answer(sessions, live: LiveStore) -> str:  # type: ignore[no-untyped-def]
+    """A command accepted, dispatched, answered with "hi" and done, in Redis only so far."""
+    command_id = _accept(sessions, live)
+    live.claim(command_id, "dev0@host")
+    live.move(command_id, State.RESPONDED, State.DONE, fields={"response": {"text": "hi"}})
+    return command_id
+
+
 def test_every_transition_reaches_sql_in_order(
     settings: Settings, redis_client: redis.Redis
 ) -> None:
     engine, sessions, live = _setup(settings, redis_client)
-    command_id = _accept(sessions, live)
-    live.claim(command_id, "dev0@host")
-    live.move(command_id, State.RESPONDED, State.DONE, fields={"response": {"text": "hi"}})
+    command_id = _accept_and_answer(sessions, live)
     recorder = Recorder(live, sessions, consumer="test")
     while recorder.record_once(block_ms=10):
         pass
@@ -115,9 +121,7 @@ def test_the_recorder_moves_the_write_ahead_log_into_the_database(
     live = LiveStore(redis_client, key_prefix)
     checkpoint_passively(engine)
     settled = _digest(database)
-    command_id = _accept(sessions, live)
-    live.claim(command_id, "dev0@host")
-    live.move(command_id, State.RESPONDED, State.DONE, fields={"response": {"text": "hi"}})
+    _accept_and_answer(sessions, live)
     # Commits leave the database file alone: the API's submissions never copy the log.
     assert _digest(database) == settled
     monkeypatch.setattr(recorder_module, "CHECKPOINT_EVERY_S", 0.0)
@@ -134,9 +138,7 @@ def test_the_running_recorder_records_while_yielding_the_cpu(
     settings: Settings, redis_client: redis.Redis
 ) -> None:
     engine, sessions, live = _setup(settings, redis_client)
-    command_id = _accept(sessions, live)
-    live.claim(command_id, "dev0@host")
-    live.move(command_id, State.RESPONDED, State.DONE, fields={"response": {"text": "hi"}})
+    command_id = _accept_and_answer(sessions, live)
     stop = threading.Event()
     thread = threading.Thread(
         target=Recorder(live, sessions, consumer="test").run, args=(stop,), daemon=True
