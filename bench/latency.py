@@ -2,6 +2,8 @@
 
 Beside hwq, in the same run: a bare Celery echo round trip (`delay().get()`, one solo worker)
 on the same Redis, and a bare pyserial write-and-readline to the same kind of simulator.
+All three run side by side and take turns in blocks, so a drift in the machine's speed
+during the run weighs on each of them alike instead of on whichever ran at the time.
 """
 
 from __future__ import annotations
@@ -16,59 +18,65 @@ from worker_host.local_stack import Stack
 from worker_host.simulator import running_device
 
 DEFAULT_ROUNDS = 500
+# Round trips each of the three makes before the next one takes its turn.
+BLOCK = 50
 
 
-def hwq_round_trips(stack: Stack, device: str, rounds: int) -> list[float]:
-    """Submit then long-poll, `rounds` times in a row."""
+def hwq_round_trips(stack: Stack, device: str, numbers: range) -> list[float]:
+    """Submit `ECHO i` then long-poll it, for each i in turn."""
     samples = []
-    for i in range(rounds):
+    for i in numbers:
         started = time.perf_counter()
         command_id = stack.submit(device, f"ECHO {i}")
         reply = stack.request("GET", f"/commands/{command_id}?wait=10")
         samples.append(time.perf_counter() - started)
         assert reply.body["response"]["text"] == str(i), reply.body
-        common.progress("hwq", i + 1, rounds)
     return samples
 
 
-def celery_round_trips(bare: common.BareCelery, rounds: int) -> list[float]:
-    """`delay().get()` on a bare echo task."""
+def celery_round_trips(bare: common.BareCelery, numbers: range) -> list[float]:
+    """`delay().get()` on a bare echo task, for each i in turn."""
     samples = []
-    for i in range(rounds):
+    for i in numbers:
         started = time.perf_counter()
         assert bare.echo(str(i)).get(timeout=10) == str(i)
         samples.append(time.perf_counter() - started)
-        common.progress("bare celery", i + 1, rounds)
     return samples
 
 
-def serial_round_trips(rounds: int) -> list[float]:
-    """Write a line to a simulated instrument on a pty and read its reply line."""
+def serial_round_trips(port: serial.Serial, numbers: range) -> list[float]:
+    """Write `ECHO i` to a simulated instrument on a pty and read its reply line."""
     samples = []
-    with running_device("scpi", "bare") as device:
-        port = serial.Serial(device.path, timeout=5)
-        for i in range(rounds):
-            started = time.perf_counter()
-            port.write(f"ECHO {i}\n".encode())
-            assert port.readline().strip() == str(i).encode()
-            samples.append(time.perf_counter() - started)
-            common.progress("bare serial", i + 1, rounds)
-        port.close()
+    for i in numbers:
+        started = time.perf_counter()
+        port.write(f"ECHO {i}\n".encode())
+        assert port.readline().strip() == str(i).encode()
+        samples.append(time.perf_counter() - started)
     return samples
 
 
 def run(quick: bool = False, rounds: int | None = None) -> dict[str, Any]:
-    """Measure all three in one run and return the figures and ratios."""
+    """Measure all three in one run, taking turns, and return the figures and ratios."""
     rounds = rounds or (50 if quick else DEFAULT_ROUNDS)
-    with common.bench_redis() as redis_url:
-        with common.hwq_stack(redis_url) as stack:
-            stack.add_sim_device("lat0")
-            stack.wait(stack.submit("lat0", "*IDN?"))  # warm the port and the connections
-            hwq = common.summary_ms(hwq_round_trips(stack, "lat0", rounds))
-        with common.bare_celery_workers(redis_url, 1) as bare:
-            celery_round_trips(bare, 20)  # warm-up
-            bare_celery = common.summary_ms(celery_round_trips(bare, rounds))
-    bare_serial = common.summary_ms(serial_round_trips(rounds))
+    samples: dict[str, list[float]] = {"hwq": [], "bare_celery": [], "bare_serial": []}
+    with common.bench_redis() as redis_url, common.hwq_stack(redis_url) as stack:
+        stack.add_sim_device("lat0")
+        stack.wait(stack.submit("lat0", "*IDN?"))  # warm the port and the connections
+        with (
+            common.bare_celery_workers(redis_url, 1) as bare,
+            running_device("scpi", "bare") as device,
+            serial.Serial(device.path, timeout=5) as port,
+        ):
+            celery_round_trips(bare, range(20))  # warm-up
+            for start in range(0, rounds, BLOCK):
+                numbers = range(start, min(rounds, start + BLOCK))
+                samples["hwq"] += hwq_round_trips(stack, "lat0", numbers)
+                samples["bare_celery"] += celery_round_trips(bare, numbers)
+                samples["bare_serial"] += serial_round_trips(port, numbers)
+                common.progress("round trips of each", numbers.stop, rounds)
+    hwq, bare_celery, bare_serial = (
+        common.summary_ms(samples[name]) for name in ("hwq", "bare_celery", "bare_serial")
+    )
     ratio_p50 = round(hwq["p50_ms"] / (bare_celery["p50_ms"] + bare_serial["p50_ms"]), 2)
     ratio_p99 = round(hwq["p99_ms"] / (bare_celery["p99_ms"] + bare_serial["p99_ms"]), 2)
     return {
@@ -89,9 +97,7 @@ def report(results: dict[str, Any]) -> None:
     rows = [("", "p50 ms", "p99 ms", "mean ms")]
     for name in ("hwq", "bare_celery", "bare_serial"):
         figures = results[name]
-        rows.append(
-            (name, str(figures["p50_ms"]), str(figures["p99_ms"]), str(figures["mean_ms"]))
-        )
+        rows.append((name, str(figures["p50_ms"]), str(figures["p99_ms"]), str(figures["mean_ms"])))
     rows.append(
         ("hwq / (celery + serial)", str(results["ratio_p50"]), str(results["ratio_p99"]), "")
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench import common
-from bench.latency import DEFAULT_ROUNDS, hwq_round_trips
+from bench.latency import BLOCK, DEFAULT_ROUNDS, hwq_round_trips
 from bench.procfs import MIB, redis_used_bytes, resident_bytes
 from worker_host.local_stack import Stack
 
@@ -25,10 +25,15 @@ QUICK_ROUNDS = 50
 WARMUP_ROUNDS = 10
 
 
-def measure_latency(stack: Stack, device: str, rounds: int) -> dict[str, float]:
+def measure_latency(stack: Stack, device: str, rounds: int, label: str) -> dict[str, float]:
     """p50, p99 and mean of `rounds` round trips on `device`, after a short warm-up."""
-    hwq_round_trips(stack, device, WARMUP_ROUNDS)
-    return common.summary_ms(hwq_round_trips(stack, device, rounds))
+    hwq_round_trips(stack, device, range(WARMUP_ROUNDS))
+    samples: list[float] = []
+    for start in range(0, rounds, BLOCK):
+        numbers = range(start, min(rounds, start + BLOCK))
+        samples += hwq_round_trips(stack, device, numbers)
+        common.progress(label, numbers.stop, rounds)
+    return common.summary_ms(samples)
 
 
 def device_workers_resident_bytes(stack: Stack) -> int:
@@ -51,12 +56,12 @@ def run(
     with common.bench_redis() as redis_url, common.hwq_stack(redis_url) as stack:
         common.add_simulators(stack, [probe])
         common.start_device_workers(stack, [probe])
-        alone = measure_latency(stack, probe, rounds)
+        alone = measure_latency(stack, probe, rounds, "latency with 1 device")
         stack.stop(f"device-{probe}")
         stack.wait_for(lambda: not stack.device(probe)["online"], f"{probe} going offline")
         common.add_simulators(stack, names[1:])
         online_s = common.start_device_workers(stack, names)
-        crowded = measure_latency(stack, probe, rounds)
+        crowded = measure_latency(stack, probe, rounds, f"latency with {count} devices")
         workers_mib = device_workers_resident_bytes(stack) / MIB
         redis_mib = redis_used_bytes(redis_url) / MIB
     ratio = round(crowded["p50_ms"] / alone["p50_ms"], 2)

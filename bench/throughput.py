@@ -3,16 +3,20 @@
 Each device count gets a fresh stack on an emptied Redis; hwq's commands per second run from the
 first submit until the last command is done, and every reply is checked. Beside it, in the same
 run and on the same Redis: bare Celery solo workers, as many as devices, draining as many echo
-tasks (`delay` them all, then one `ResultSet.get()`).
+tasks (`delay` them all, then one `ResultSet.get()`). Both stay up while they take turns,
+REPEATS times each, and the figures are the medians: a drift in the machine's speed weighs on
+both alike.
 """
 
 from __future__ import annotations
 
 import os
+import statistics
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -37,6 +41,8 @@ DRAIN_TIMEOUT_S = 600.0
 BARE_WARMUP_PER_WORKER = 2
 # Rows per page when reading the commands back (the API's maximum).
 PAGE_LIMIT = 500
+# Turns each of hwq and bare Celery takes at every device count; a smoke test takes one.
+REPEATS = 3
 
 
 class CpuMeter:
@@ -157,63 +163,88 @@ def hwq_throughput(stack: Stack, devices: Sequence[str], total: int) -> float:
 
 
 def bare_throughput(bare: common.BareCelery, total: int, label: str) -> float:
-    """Echo tasks per second: `delay` them all, then get every result in one ResultSet."""
+    """Echo tasks per second: `delay` them all, until the last result was stored.
+
+    The end is the latest `date_done` the workers stamped on a result, not the moment the
+    client has collected them all: Celery's result collection can lag the last result by up
+    to half a second, which would flatter hwq by as much.
+    """
     from celery.result import ResultSet
 
-    started = time.perf_counter()
+    started = datetime.now(UTC)
     results = []
     for i in range(total):
         results.append(bare.echo(str(i)))
         common.progress(label, i + 1, total)
     replies = ResultSet(results).get(timeout=DRAIN_TIMEOUT_S)
-    elapsed = time.perf_counter() - started
     if replies != [str(i) for i in range(total)]:
         wrong = sum(1 for i, reply in enumerate(replies) if reply != str(i))
         raise RuntimeError(f"{wrong} of {total} bare Celery echoes came back wrong")
-    return total / elapsed
+    stamps = [result.date_done for result in results]
+    if any(stamp is None for stamp in stamps):
+        raise RuntimeError("a bare Celery result carries no date_done")
+    finished = max(stamp for stamp in stamps if stamp is not None)
+    return total / (finished - started).total_seconds()
+
+
+def median_shares(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Per process group, the median of its CPU per command over the runs."""
+    return {name: round(statistics.median(run[name] for run in runs), 2) for name in runs[0]}
 
 
 def run(quick: bool = False, commands: int | None = None) -> dict[str, Any]:
     """Measure hwq and bare Celery at each device count and return the figures and ratios."""
     total = commands or (QUICK_COMMANDS if quick else DEFAULT_COMMANDS)
+    repeats = 1 if quick else REPEATS
     rows: list[dict[str, Any]] = []
     with common.bench_redis() as redis_url:
         for count in DEVICE_COUNTS:
             empty_redis(redis_url)
             devices = [f"tp{count}-{i}" for i in range(count)]
-            with common.hwq_stack(redis_url, HWQ_QUEUE_CAP=QUEUE_CAP) as stack:
+            hwq_rates: list[float] = []
+            bare_rates: list[float] = []
+            hwq_cpu: list[dict[str, float]] = []
+            bare_cpu: list[dict[str, float]] = []
+            with (
+                common.hwq_stack(redis_url, HWQ_QUEUE_CAP=QUEUE_CAP) as stack,
+                common.bare_celery_workers(redis_url, count) as workers,
+            ):
                 common.add_simulators(stack, devices)
                 common.start_device_workers(stack, devices)
                 for device in devices:
                     stack.wait(stack.submit(device, "*IDN?"))  # warm the ports and connections
-                meter = CpuMeter(hwq_processes(stack, redis_url))
-                hwq = hwq_throughput(stack, devices, total)
-                hwq_cpu = meter.per_command_ms(total)
-            with common.bare_celery_workers(redis_url, count) as workers:
                 bare_throughput(workers, count * BARE_WARMUP_PER_WORKER, "bare celery warm-up")
-                meter = CpuMeter(
-                    {
-                        "workers": workers.pids,
-                        "redis": [redis_server_pid(redis_url)],
-                        "clients": [os.getpid()],
-                    }
-                )
-                bare = bare_throughput(workers, total, f"bare celery {count} workers")
-                bare_cpu = meter.per_command_ms(total)
+                bare_groups = {
+                    "workers": workers.pids,
+                    "redis": [redis_server_pid(redis_url)],
+                    "clients": [os.getpid()],
+                }
+                for _ in range(repeats):
+                    meter = CpuMeter(hwq_processes(stack, redis_url))
+                    hwq_rates.append(hwq_throughput(stack, devices, total))
+                    hwq_cpu.append(meter.per_command_ms(total))
+                    meter = CpuMeter(bare_groups)
+                    bare_rates.append(
+                        bare_throughput(workers, total, f"bare celery {count} workers")
+                    )
+                    bare_cpu.append(meter.per_command_ms(total))
+            ratios = [hwq / bare for hwq, bare in zip(hwq_rates, bare_rates, strict=True)]
             rows.append(
                 {
                     "devices": count,
-                    "hwq_per_s": round(hwq, 1),
-                    "bare_per_s": round(bare, 1),
-                    "ratio": round(hwq / bare, 2),
-                    "hwq_cpu_ms_per_command": hwq_cpu,
-                    "bare_cpu_ms_per_command": bare_cpu,
+                    "hwq_per_s": round(statistics.median(hwq_rates), 1),
+                    "bare_per_s": round(statistics.median(bare_rates), 1),
+                    "ratio": round(statistics.median(ratios), 2),
+                    "ratios": [round(ratio, 2) for ratio in ratios],
+                    "hwq_cpu_ms_per_command": median_shares(hwq_cpu),
+                    "bare_cpu_ms_per_command": median_shares(bare_cpu),
                 }
             )
     most, ratio = DEVICE_COUNTS[-1], rows[-1]["ratio"]
     return {
         "commands": total,
         "clients": CLIENT_THREADS,
+        "repeats": repeats,
         "runs": rows,
         "checks": [
             common.check(
@@ -225,13 +256,23 @@ def run(quick: bool = False, commands: int | None = None) -> dict[str, Any]:
 
 def report(results: dict[str, Any]) -> None:
     """Print the throughput table."""
-    rows = [("devices", "hwq cmds/s", "bare cmds/s", "hwq / bare")]
+    rows = [("devices", "hwq cmds/s", "bare cmds/s", "hwq / bare", "each turn")]
     for row in results["runs"]:
+        turns = " ".join(str(ratio) for ratio in row.get("ratios", []))
         rows.append(
-            (str(row["devices"]), str(row["hwq_per_s"]), str(row["bare_per_s"]), str(row["ratio"]))
+            (
+                str(row["devices"]),
+                str(row["hwq_per_s"]),
+                str(row["bare_per_s"]),
+                str(row["ratio"]),
+                turns,
+            )
         )
+    repeats = results.get("repeats", 1)
     common.print_table(
-        f"Throughput: {results['commands']} commands from {results['clients']} clients", rows
+        f"Throughput: {results['commands']} commands from {results['clients']} clients, "
+        f"median of {repeats} turns each",
+        rows,
     )
     cpu_rows = [("devices", "who", "CPU ms per command, by process")]
     for row in results["runs"]:
