@@ -17,11 +17,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import redis
 from celery import Celery
 from celery.result import AsyncResult
 
 from bench.bare_celery import ECHO_TASK, make_app
 from worker_host.embedded_redis import EmbeddedRedis
+from worker_host.event_batching import EVENT_BATCH_S
 from worker_host.local_stack import Stack, running_stack
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -134,6 +136,21 @@ def bare_celery_workers(redis_url: str, count: int = 1) -> Iterator[BareCelery]:
             worker.terminate()
         for worker in workers:
             worker.wait(timeout=30)
+
+
+def settle(stack: Stack, timeout_s: float = 120.0) -> None:
+    """Wait until hwq has done the work it defers: the ledger caught up, task events sent.
+
+    Run before bare Celery takes its turn, so hwq's deferred work lands in hwq's own figures
+    and not in the other side's.
+    """
+    with redis.Redis.from_url(stack.redis_url) as client:
+        deadline = time.monotonic() + timeout_s
+        while client.xlen(f"{stack.key_prefix}:transitions"):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the recorder did not catch up with the transitions")
+            time.sleep(0.01)
+    time.sleep(EVENT_BATCH_S + 0.05)
 
 
 def add_simulators(stack: Stack, names: Sequence[str]) -> None:

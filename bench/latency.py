@@ -9,6 +9,7 @@ during the run weighs on each of them alike instead of on whichever ran at the t
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import serial
@@ -18,8 +19,12 @@ from worker_host.local_stack import Stack
 from worker_host.simulator import running_device
 
 DEFAULT_ROUNDS = 500
-# Round trips each of the three makes before the next one takes its turn.
-BLOCK = 50
+# Round trips each of the three makes before the next one takes its turn: long enough that
+# hwq's deferred work (a recorder batch every ~50 ms) mostly falls inside its own turn, short
+# enough that a drift of the machine's speed reaches every side.
+BLOCK = 100
+# Round trips each side makes unmeasured at the start of its turn.
+WARMUP_PER_TURN = 5
 
 
 def hwq_round_trips(stack: Stack, device: str, numbers: range) -> list[float]:
@@ -68,11 +73,19 @@ def run(quick: bool = False, rounds: int | None = None) -> dict[str, Any]:
             serial.Serial(device.path, timeout=5) as port,
         ):
             celery_round_trips(bare, range(20))  # warm-up
+            turns: dict[str, Callable[[range], list[float]]] = {
+                "hwq": lambda numbers: hwq_round_trips(stack, "lat0", numbers),
+                "bare_celery": lambda numbers: celery_round_trips(bare, numbers),
+                "bare_serial": lambda numbers: serial_round_trips(port, numbers),
+            }
             for start in range(0, rounds, BLOCK):
                 numbers = range(start, min(rounds, start + BLOCK))
-                samples["hwq"] += hwq_round_trips(stack, "lat0", numbers)
-                samples["bare_celery"] += celery_round_trips(bare, numbers)
-                samples["bare_serial"] += serial_round_trips(port, numbers)
+                for name, round_trips in turns.items():
+                    # Each turn starts warm, whatever ran or paused before it.
+                    round_trips(range(WARMUP_PER_TURN))
+                    samples[name] += round_trips(numbers)
+                    if name == "hwq":
+                        common.settle(stack)
                 common.progress("round trips of each", numbers.stop, rounds)
     hwq, bare_celery, bare_serial = (
         common.summary_ms(samples[name]) for name in ("hwq", "bare_celery", "bare_serial")

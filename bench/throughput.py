@@ -222,6 +222,8 @@ def run(quick: bool = False, commands: int | None = None) -> dict[str, Any]:
                 for _ in range(repeats):
                     meter = CpuMeter(hwq_processes(stack, redis_url))
                     hwq_rates.append(hwq_throughput(stack, devices, total))
+                    # The CPU of the ledger's catching up belongs to these commands too.
+                    common.settle(stack)
                     hwq_cpu.append(meter.per_command_ms(total))
                     meter = CpuMeter(bare_groups)
                     bare_rates.append(
