@@ -9,6 +9,7 @@ API process about a third of a millisecond less than under a pure-Python server
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any
 
 from granian import Granian
@@ -23,12 +24,27 @@ from worker_host.launcher import end_with_parent
 API_WORKER_PROCESSES = 1
 # How long in-flight requests get to finish once the server is told to stop.
 STOP_GRACE_S = 5
+
+
+class DropThreadCountAdvice(logging.Filter):
+    """Drops granian's warning that many Python threads may contend for the interpreter.
+
+    It fires whenever the thread pool exceeds twice the cores. hwq's threads are mostly
+    long-polls blocked on Redis, not contenders for the CPU, and a warning in every log of a
+    correct setup would teach people to ignore warnings.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Configuration allows spawning up to")
+
+
 # Granian's own messages go through hwq's log handler, so every line has one format.
 _GRANIAN_LOGGERS = {
+    "filters": {"thread_count_advice": {"()": f"{__name__}.DropThreadCountAdvice"}},
     "loggers": {
-        "_granian": {"handlers": [], "propagate": True},
+        "_granian": {"handlers": [], "propagate": True, "filters": ["thread_count_advice"]},
         "granian.access": {"handlers": [], "propagate": True},
-    }
+    },
 }
 
 

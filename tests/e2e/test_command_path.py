@@ -21,6 +21,9 @@ def test_replies_come_back_from_the_instrument(stack: Stack, device_name: str) -
     assert echoed["response"] == {"text": "hello bench"}
     unknown = stack.wait(stack.submit(device_name, "BOGUS"))
     assert unknown["response"]["text"].startswith("ERR")
+    # A healthy run warns of nothing: a warning in every log would teach people to skip them.
+    api_warnings = [line for line in stack.log("api").splitlines() if " warning " in line]
+    assert api_warnings == []
 
 
 def test_one_device_runs_in_submission_order_never_two_at_once(
