@@ -1,18 +1,22 @@
 """Scale: 50 device workers on one machine: how soon they are all online, and what they cost.
 
-Round-trip latency (submit, then ?wait) is measured twice on the same device: first while it is
-the only device; then its worker is stopped, the other 49 simulators are added, all 50 workers
-(its own among them) are spawned at once and timed until GET /devices shows every one online,
-and the same device is measured again with all 50 running. The device workers' resident memory
-and Redis's used_memory are recorded at 50 devices, as figures without targets.
+All 50 workers are spawned at once and timed until GET /devices shows every one online. Then
+round-trip latency (submit, then ?wait) is measured on one device in turns: with the other 49
+workers running, and with them paused (SIGSTOP), so the device is the only one at work. The
+turns alternate, so a drift of the machine's speed during the run weighs on both alike. The
+device workers' resident memory and Redis's used_memory are recorded at 50 devices, as
+figures without targets.
 """
 
 from __future__ import annotations
 
+import signal
+import time
+from collections.abc import Sequence
 from typing import Any
 
 from bench import common
-from bench.latency import BLOCK, DEFAULT_ROUNDS, hwq_round_trips
+from bench.latency import BLOCK, DEFAULT_ROUNDS, WARMUP_PER_TURN, hwq_round_trips
 from bench.procfs import MIB, redis_used_bytes, resident_bytes
 from worker_host.local_stack import Stack
 
@@ -25,15 +29,15 @@ QUICK_ROUNDS = 50
 WARMUP_ROUNDS = 10
 
 
-def measure_latency(stack: Stack, device: str, rounds: int, label: str) -> dict[str, float]:
-    """p50, p99 and mean of `rounds` round trips on `device`, after a short warm-up."""
-    hwq_round_trips(stack, device, range(WARMUP_ROUNDS))
-    samples: list[float] = []
-    for start in range(0, rounds, BLOCK):
-        numbers = range(start, min(rounds, start + BLOCK))
-        samples += hwq_round_trips(stack, device, numbers)
-        common.progress(label, numbers.stop, rounds)
-    return common.summary_ms(samples)
+# Pause after the other workers resume, so the timers that fell due while they were paused
+# have fired before the turn with all of them running is measured.
+RESUME_SETTLE_S = 0.5
+
+
+def signal_workers(stack: Stack, names: Sequence[str], sig: signal.Signals) -> None:
+    """Send `sig` to the device workers of `names`."""
+    for name in names:
+        stack.processes[f"device-{name}"].send_signal(sig)
 
 
 def device_workers_resident_bytes(stack: Stack) -> int:
@@ -53,17 +57,30 @@ def run(
     rounds = rounds or (QUICK_ROUNDS if quick else DEFAULT_ROUNDS)
     names = [f"scale{i}" for i in range(count)]
     probe = names[0]
+    others = names[1:]
+    samples: dict[str, list[float]] = {"crowded": [], "alone": []}
     with common.bench_redis() as redis_url, common.hwq_stack(redis_url) as stack:
-        common.add_simulators(stack, [probe])
-        common.start_device_workers(stack, [probe])
-        alone = measure_latency(stack, probe, rounds, "latency with 1 device")
-        stack.stop(f"device-{probe}")
-        stack.wait_for(lambda: not stack.device(probe)["online"], f"{probe} going offline")
-        common.add_simulators(stack, names[1:])
+        common.add_simulators(stack, names)
         online_s = common.start_device_workers(stack, names)
-        crowded = measure_latency(stack, probe, rounds, f"latency with {count} devices")
+        hwq_round_trips(stack, probe, range(WARMUP_ROUNDS))
+        try:
+            for start in range(0, rounds, BLOCK):
+                numbers = range(start, min(rounds, start + BLOCK))
+                for turn in samples:
+                    if turn == "crowded":
+                        signal_workers(stack, others, signal.SIGCONT)
+                        time.sleep(RESUME_SETTLE_S)
+                    else:
+                        signal_workers(stack, others, signal.SIGSTOP)
+                    hwq_round_trips(stack, probe, range(WARMUP_PER_TURN))
+                    samples[turn] += hwq_round_trips(stack, probe, numbers)
+                common.progress("latency turns, all devices and one", numbers.stop, rounds)
+        finally:
+            # Paused workers could not stop when the stack stops them.
+            signal_workers(stack, others, signal.SIGCONT)
         workers_mib = device_workers_resident_bytes(stack) / MIB
         redis_mib = redis_used_bytes(redis_url) / MIB
+    alone, crowded = common.summary_ms(samples["alone"]), common.summary_ms(samples["crowded"])
     ratio = round(crowded["p50_ms"] / alone["p50_ms"], 2)
     return {
         "devices": count,
