@@ -24,7 +24,10 @@ GROUP = "recorder"
 # Entries taken per round; one SQL transaction covers them all.
 BATCH = 200
 # How long the recorder waits for more transitions after the first one of a batch arrives.
-GATHER_S = 0.05
+# Longer gathers make fewer commits, but each holds SQLite's single writer lock longer, and
+# a submission arriving meanwhile waits that long: at 0.05 s a batch held it ~1.6 ms and
+# was the tail of POST latency; at 0.02 s the p99 of a round trip is ~0.8 ms lower.
+GATHER_S = 0.02
 # How long one read blocks before the loop looks at its stop flag again.
 BLOCK_MS = 1000
 # How often, at most, the recorder copies SQLite's write-ahead log into the database. Doing
