@@ -5,7 +5,9 @@ batch. On a two-core machine that burst lands on some command's path one time in
 the submission, the device worker and the long-poll wait for a core, and the burst is the
 latency tail. A thread under Linux's SCHED_IDLE policy is preempted by any ordinary thread
 that wakes, so the batch runs in the gaps between commands instead; under full load it
-still gets a share, and it catches up as soon as the load eases.
+still gets a share, and it catches up as soon as the load eases. A thread that holds a lock
+others wait on must not run this way: preempted while holding it, it would make them wait
+for as long as the CPU stays busy.
 """
 
 from __future__ import annotations

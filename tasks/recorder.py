@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import redis
@@ -45,6 +46,8 @@ class Recorder:
         self.consumer = consumer
         self._group_ready = False
         self._checkpointed_at = time.monotonic()
+        # Where the SQL transactions run while `run` loops: a thread of ordinary priority.
+        self._writer: ThreadPoolExecutor | None = None
 
     def _ensure_group(self) -> None:
         if self._group_ready:
@@ -77,8 +80,10 @@ class Recorder:
             more = self.live.redis.xreadgroup(GROUP, self.consumer, {key: ">"}, count=BATCH)
             entries += more[0][1] if more else []
         decoded = [_decode(fields) for _, fields in entries]
-        with write_session(self.sessions) as session:
-            ledger.record_transitions(session, decoded)
+        if self._writer is None:
+            self._write(decoded)
+        else:
+            self._writer.submit(self._write, decoded).result()
         ids = [entry_id for entry_id, _ in entries]
         pipe = self.live.redis.pipeline()
         pipe.xack(key, GROUP, *ids)
@@ -86,6 +91,10 @@ class Recorder:
         pipe.execute()
         self._checkpoint_when_due()
         return len(entries)
+
+    def _write(self, decoded: list[dict[str, Any]]) -> None:
+        with write_session(self.sessions) as session:
+            ledger.record_transitions(session, decoded)
 
     def _checkpoint_when_due(self) -> None:
         now = time.monotonic()
@@ -101,17 +110,28 @@ class Recorder:
     def run(self, stop: threading.Event) -> None:
         """Record until `stop` is set; outages of Redis or SQL are waited out, not fatal.
 
-        The ledger may trail the live state by a batch or two (readers of history get the
-        live state of rows not yet final), so the loop runs only when no command needs the CPU.
+        Reading and decoding yield the CPU to any command's work (SCHED_IDLE), so the ledger
+        may trail the live state by a batch or two under load; readers of history get the
+        live state of rows not yet final. The SQL transaction runs on a thread of ordinary
+        priority: a recorder starved of CPU must never sit on SQLite's writer lock while a
+        submission waits for it.
         """
-        yield_to_everything_else()
-        while not stop.is_set():
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hwq-ledger") as writer:
+            # The writer's thread is made now, before this one lowers its priority, which
+            # threads inherit from the thread that starts them.
+            writer.submit(time.monotonic).result()
+            self._writer = writer
+            yield_to_everything_else()
             try:
-                self.record_once()
-            except (redis.RedisError, SQLAlchemyError) as e:
-                self._group_ready = False
-                log.warning("recorder waiting for its stores", extra={"error": str(e)})
-                stop.wait(1.0)
+                while not stop.is_set():
+                    try:
+                        self.record_once()
+                    except (redis.RedisError, SQLAlchemyError) as e:
+                        self._group_ready = False
+                        log.warning("recorder waiting for its stores", extra={"error": str(e)})
+                        stop.wait(1.0)
+            finally:
+                self._writer = None
 
 
 def _decode(fields: dict[bytes, bytes]) -> dict[str, Any]:

@@ -156,6 +156,11 @@ def test_the_running_recorder_records_while_yielding_the_cpu(
         if hasattr(os, "SCHED_IDLE"):
             assert thread.native_id is not None
             assert os.sched_getscheduler(thread.native_id) == os.SCHED_IDLE
+            # The SQL transaction, which holds the writer lock submissions wait on, does not
+            # run at that priority.
+            writers = [t for t in threading.enumerate() if t.name.startswith("hwq-ledger")]
+            assert writers and writers[0].native_id is not None
+            assert os.sched_getscheduler(writers[0].native_id) == os.SCHED_OTHER
     finally:
         stop.set()
         thread.join(timeout=5)
