@@ -22,6 +22,7 @@ from celery import Celery
 from celery.result import AsyncResult
 
 from bench.bare_celery import ECHO_TASK, make_app
+from tasks.live_store import LiveStore
 from worker_host.embedded_redis import EmbeddedRedis
 from worker_host.event_batching import EVENT_BATCH_S
 from worker_host.local_stack import Stack, running_stack
@@ -74,12 +75,9 @@ def bench_redis() -> Iterator[str]:
 @contextmanager
 def hwq_stack(redis_url: str, **extra_env: str) -> Iterator[Stack]:
     """API, server worker and SQLite in a temporary home; devices are added by the caller."""
-    with (
-        tempfile.TemporaryDirectory(prefix="hwq-bench-") as folder,
-        running_stack(
-            Path(folder), redis_url, "bench", **{"HWQ_LOG_LEVEL": "WARNING", **extra_env}
-        ) as stack,
-    ):
+    with tempfile.TemporaryDirectory(prefix="hwq-bench-") as folder, running_stack(
+        Path(folder), redis_url, "bench", **{"HWQ_LOG_LEVEL": "WARNING", **extra_env}
+    ) as stack:
         yield stack
 
 
@@ -101,25 +99,10 @@ def bare_celery_workers(redis_url: str, count: int = 1) -> Iterator[BareCelery]:
     env = {**os.environ, "BENCH_BROKER_URL": redis_url}
     workers = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "bench.bare_celery",
-                "worker",
-                "--pool",
-                "solo",
-                "--hostname",
-                f"bare{i}@bench",
-                "--loglevel",
-                "WARNING",
-                "--without-gossip",
-                "--without-mingle",
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            [sys.executable, "-m", "celery", "-A", "bench.bare_celery", "worker", "--pool",
+             "solo", "--hostname", f"bare{i}@bench", "--loglevel", "WARNING", "--without-gossip",
+             "--without-mingle"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         for i in range(count)
     ]
@@ -145,8 +128,9 @@ def settle(stack: Stack, timeout_s: float = 120.0) -> None:
     and not in the other side's.
     """
     with redis.Redis.from_url(stack.redis_url) as client:
+        transitions = LiveStore(client, stack.key_prefix).transitions_key
         deadline = time.monotonic() + timeout_s
-        while client.xlen(f"{stack.key_prefix}:transitions"):
+        while client.xlen(transitions):
             if time.monotonic() > deadline:
                 raise RuntimeError("the recorder did not catch up with the transitions")
             time.sleep(0.01)
