@@ -68,7 +68,8 @@ class CommandEventRow(Base):
     __table_args__ = (UniqueConstraint("command_id", "seq", name="uq_command_events_seq"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    command_id: Mapped[str] = mapped_column(String(36), index=True)
+    # Looked up through uq_command_events_seq, whose leading column it is.
+    command_id: Mapped[str] = mapped_column(String(36))
     seq: Mapped[int] = mapped_column(Integer)
     state: Mapped[str] = mapped_column(String(16))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 import redis
+from sqlalchemy import inspect, select
 
 from config import Settings
 from tasks import recorder as recorder_module
 from tasks.command_record import utc_now_iso
 from tasks.db import ledger
 from tasks.db.engine import checkpoint_passively, make_engine, make_sessions, migrate
+from tasks.db.models import CommandEventRow
 from tasks.lifecycle import State
 from tasks.live_store import LiveStore
 from tasks.recorder import Recorder
@@ -70,6 +72,34 @@ def test_every_transition_reaches_sql_in_order(
         assert [e["state"] for e in ledger.events(session, command_id)] == [
             "queued", "dispatched", "responded", "done",
         ]  # fmt: skip
+    engine.dispose()
+
+
+def test_a_commands_events_are_found_through_one_index(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    """Each event row the recorder writes updates as few B-trees as its reads need."""
+    engine, sessions, live = _setup(settings, redis_client)
+    # PostgreSQL lists a unique constraint's own index among the indexes as well.
+    by_command = {
+        index["name"]
+        for index in inspect(engine).get_indexes("command_events")
+        + inspect(engine).get_unique_constraints("command_events")
+        if index["column_names"][0] == "command_id"
+    }
+    assert by_command == {"uq_command_events_seq"}
+    if engine.dialect.name == "sqlite":
+        query = (
+            select(CommandEventRow)
+            .where(CommandEventRow.command_id == "x")
+            .order_by(CommandEventRow.seq)
+        )
+        with engine.connect() as connection:
+            compiled = query.compile(engine, compile_kwargs={"literal_binds": True})
+            plan = " ".join(
+                row[-1] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}")
+            )
+        assert "USING INDEX" in plan and "TEMP B-TREE" not in plan, plan
     engine.dispose()
 
 
