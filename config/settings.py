@@ -51,6 +51,8 @@ class Settings:
     lease_grace_s: float = DEFAULT_LEASE_GRACE_S
     log_level: str = "INFO"
     log_json: bool = False
+    # Each process keeps its threads on one CPU (worker_host/cpu_placement.py).
+    pin_cpu: bool = True
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -173,6 +175,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "lease_grace_s": _parse_positive_float,
     "log_level": _parse_log_level,
     "log_json": _parse_bool,
+    "pin_cpu": _parse_bool,
 }
 
 

@@ -56,6 +56,7 @@ def test_defaults_serve_one_machine() -> None:
     assert settings.visibility_timeout_s == DEFAULT_VISIBILITY_TIMEOUT_S
     assert settings.log_level == "INFO"
     assert settings.log_json is False
+    assert settings.pin_cpu is True
 
 
 def test_defaults_match_the_dataclass() -> None:
@@ -153,6 +154,7 @@ def test_celery_gets_the_redis_url_in_kombus_spelling(redis_url: str, celery_url
         ("HWQ_LOG_JSON", "0", "log_json", False),
         ("HWQ_LOG_JSON", "no", "log_json", False),
         ("HWQ_LOG_JSON", "Off", "log_json", False),
+        ("HWQ_PIN_CPU", "false", "pin_cpu", False),
     ],
 )
 def test_each_variable_is_parsed(variable: str, raw: str, attribute: str, expected: Any) -> None:
@@ -180,6 +182,7 @@ def test_every_field_has_a_variable() -> None:
         "HWQ_LEASE_GRACE_S": "7.5",
         "HWQ_LOG_LEVEL": "ERROR",
         "HWQ_LOG_JSON": "true",
+        "HWQ_PIN_CPU": "no",
     }
     assert {f"HWQ_{f.name.upper()}" for f in dataclasses.fields(Settings)} == set(environ)
     settings = load_settings(environ=environ)
@@ -235,6 +238,7 @@ def test_environ_argument_is_used_instead_of_the_process_environment(
         ("HWQ_LOG_LEVEL", "TRACE"),
         ("HWQ_LOG_JSON", "maybe"),
         ("HWQ_LOG_JSON", "2"),
+        ("HWQ_PIN_CPU", "sometimes"),
     ],
 )
 def test_bad_value_names_its_variable(variable: str, raw: str) -> None:

@@ -30,6 +30,28 @@ def _logging(settings: Settings, **context: object) -> None:
     configure_logging(settings.log_level, settings.log_json, **context)
 
 
+def _keep_central_on_one_cpu(settings: Settings, role: str) -> None:
+    # Before any thread starts: the threads a process starts inherit its CPU.
+    if settings.pin_cpu:
+        from worker_host.cpu_placement import pin_central_process
+
+        pin_central_process(role)
+
+
+def _keep_device_on_one_cpu(settings: Settings, name: str) -> None:
+    if not settings.pin_cpu:
+        return
+    from tasks.connections import redis_client
+    from worker_host.cpu_placement import next_device_turn, pin_device_process
+
+    client = redis_client(settings, max_connections=1)
+    try:
+        turn = next_device_turn(client, settings.key_prefix, settings.hostname)
+    finally:
+        client.close()
+    pin_device_process(name, turn)
+
+
 @click.command()
 @click.option("--host", default=None, help="Address to listen on (HWQ_API_HOST).")
 @click.option("--port", type=int, default=None, help="Port to listen on (HWQ_API_PORT).")
@@ -39,6 +61,7 @@ def api(host: str | None, port: int | None) -> None:
 
     settings = _settings()
     _logging(settings, role="api")
+    _keep_central_on_one_cpu(settings, "api")
     ApiServer(settings, host or settings.api_host, port or settings.api_port).run()
 
 
@@ -51,6 +74,7 @@ def server_worker() -> None:
 
     settings = _settings()
     _logging(settings, role="server-worker")
+    _keep_central_on_one_cpu(settings, "server-worker")
     app = create_celery(settings)
     install_server_duties(app, settings)
     app.worker_main(
@@ -93,6 +117,7 @@ def device_worker(
 
     settings = _settings()
     _logging(settings, role="device-worker", device=name)
+    _keep_device_on_one_cpu(settings, name)
     if simulate:
         simulator = SimulatedDevice(simulate, name, settings.home / "sim" / f"{name}.log")
         address = simulator.start()

@@ -1,0 +1,82 @@
+"""Each hwq process keeps all its threads on one CPU: the API and server worker on the last,
+device workers on the CPUs in turn; HWQ_PIN_CPU=false leaves them to the kernel."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from worker_host.cpu_placement import allowed_cpus
+from worker_host.local_stack import Stack, running_stack
+
+CPUS = allowed_cpus()
+pytestmark = pytest.mark.skipif(len(CPUS) < 2, reason="one CPU: nothing to choose between")
+
+
+@pytest.fixture(scope="module")
+def placed_stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A stack of its own, so its device workers take the first turns of the count."""
+    with running_stack(tmp_path_factory.mktemp("hwq-cpus"), redis_url) as stack:
+        yield stack
+
+
+def _process_and_children(pid: int) -> list[int]:
+    tasks = Path(f"/proc/{pid}/task")
+    children = [
+        int(child)
+        for tid in os.listdir(tasks)
+        for child in (tasks / tid / "children").read_text().split()
+    ]
+    return [pid, *(p for child in children for p in _process_and_children(child))]
+
+
+def _cpus_of_every_thread(stack: Stack, name: str) -> set[str]:
+    """Cpus_allowed_list of each thread of the named child and of its own children."""
+    found = set()
+    for pid in _process_and_children(stack.processes[name].pid):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+            found.update(
+                line.split()[1]
+                for line in status.splitlines()
+                if line.startswith("Cpus_allowed_list")
+            )
+    return found
+
+
+def test_central_processes_share_the_last_cpu(placed_stack: Stack) -> None:
+    last = str(CPUS[-1])
+    assert _cpus_of_every_thread(placed_stack, "api") == {last}
+    assert _cpus_of_every_thread(placed_stack, "server-worker") == {last}
+
+
+def test_device_workers_take_the_cpus_in_turn_and_still_answer(placed_stack: Stack) -> None:
+    placed_stack.add_sim_device("cpu-a")
+    placed_stack.add_sim_device("cpu-b")
+    first = _cpus_of_every_thread(placed_stack, "device-cpu-a")
+    second = _cpus_of_every_thread(placed_stack, "device-cpu-b")
+    assert (first, second) == ({str(CPUS[0])}, {str(CPUS[1])})
+    command = placed_stack.wait(placed_stack.submit("cpu-b", "ECHO pinned"))
+    assert command["response"] == {"text": "pinned"}
+
+
+def test_pinning_can_be_switched_off(placed_stack: Stack) -> None:
+    placed_stack.extra_env["HWQ_PIN_CPU"] = "false"
+    try:
+        placed_stack.add_sim_device("cpu-free")
+    finally:
+        del placed_stack.extra_env["HWQ_PIN_CPU"]
+    listed = _cpus_of_every_thread(placed_stack, "device-cpu-free")
+    assert [_expand(cpus) for cpus in listed] == [set(CPUS)]
+
+
+def _expand(cpu_list: str) -> set[int]:
+    """'0-2,5' → {0, 1, 2, 5}"""
+    cpus: set[int] = set()
+    for part in cpu_list.split(","):
+        low, _, high = part.partition("-")
+        cpus.update(range(int(low), int(high or low) + 1))
+    return cpus
