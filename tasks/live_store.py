@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -59,7 +60,10 @@ class LiveStore:
         # Beyond its timeout, how long a claimed command may stay silent before it counts as
         # lost; it covers opening the port and reporting the result.
         self.lease_grace_s = lease_grace_s
-        self._script = client.register_script(_render_script())
+        source = _render_script()
+        self._script = client.register_script(source)
+        # The name Redis knows the script by, for EVALSHA sent on a connection of one's own.
+        self.script_sha = hashlib.sha1(source.encode()).hexdigest()
 
     # keys ---------------------------------------------------------------------------------
     def command_key(self, command_id: str) -> str:
@@ -92,7 +96,11 @@ class LiveStore:
         return f"{self.prefix}:rx:{device}"
 
     # transitions --------------------------------------------------------------------------
-    def _run(
+    def _run(self, mode: str, command_id: str, **options: Any) -> TransitionResult:
+        reply = self._script(args=self._transition_args(mode, command_id, **options))
+        return self.transition_result(reply)
+
+    def _transition_args(
         self,
         mode: str,
         command_id: str,
@@ -103,7 +111,7 @@ class LiveStore:
         lease_s: float | None = None,
         extra: str = "",
         fields: dict[str, Any] | None = None,
-    ) -> TransitionResult:
+    ) -> list[Any]:
         flat = to_redis_fields(fields or {})
         args: list[Any] = [
             self.prefix,
@@ -118,7 +126,12 @@ class LiveStore:
         ]
         for key, value in flat.items():
             args.extend((key, value))
-        code, previous, state, *rest = self._script(args=args)
+        return args
+
+    @staticmethod
+    def transition_result(reply: list[Any]) -> TransitionResult:
+        """What the transition script's reply says happened."""
+        code, previous, state, *rest = reply
         values = None
         if rest:
             flat = rest[0]
@@ -189,13 +202,19 @@ class LiveStore:
 
     def claim(self, command_id: str, worker: str) -> TransitionResult:
         """The delivery rule: queued → dispatched for exactly one delivery, or expired/cancelled."""
-        return self._run(
-            "claim",
-            command_id,
-            detail=f"claimed by {worker}",
-            lease_s=self.lease_grace_s,
-            fields={"claimed_by": worker},
-        )
+        return self._run("claim", command_id, **self._claim_options(worker))
+
+    def claim_args(self, command_id: str, worker: str) -> list[Any]:
+        """The script arguments of `claim`, for a caller that sends it on a connection of its
+        own (`EVALSHA script_sha 0 *args`) and reads the reply with `transition_result`."""
+        return self._transition_args("claim", command_id, **self._claim_options(worker))
+
+    def _claim_options(self, worker: str) -> dict[str, Any]:
+        return {
+            "detail": f"claimed by {worker}",
+            "lease_s": self.lease_grace_s,
+            "fields": {"claimed_by": worker},
+        }
 
     # reads --------------------------------------------------------------------------------
     def get_many(self, command_ids: list[str]) -> list[dict[str, Any] | None]:

@@ -15,6 +15,7 @@ from tasks.errors import DeviceError, ReplyTimeout
 from tasks.lifecycle import State
 from tasks.live_store import LiveStore
 from tasks.queues import SERVER_QUEUE
+from worker_host.early_claim import EarlyClaims
 from worker_host.exchange import DeviceExchange
 from worker_host.transport import SerialTransport
 
@@ -39,8 +40,10 @@ class DeviceRuntime:
         device: str,
         node_name: str,
         overrides: dict[str, Any] | None = None,
+        early_claims: EarlyClaims | None = None,
     ) -> None:
         self.live = live
+        self.early_claims = early_claims
         self.celery = celery
         self.device = device
         self.node_name = node_name
@@ -83,8 +86,10 @@ class DeviceRuntime:
 
     def _execute(self, command_id: str) -> None:
         context = {"device": self.device, "command": command_id}
-        claim = self.live.claim(command_id, self.node_name)
-        claimed_at = time.monotonic()
+        if self.early_claims is not None:
+            claim, claimed_at = self.early_claims.claim(command_id)
+        else:
+            claim, claimed_at = self.live.claim(command_id, self.node_name), time.monotonic()
         if not claim.moved:
             log.info("delivery inert", extra={**context, "state": claim.state})
             return
@@ -156,3 +161,5 @@ class DeviceRuntime:
         """Close the port."""
         if self._exchange is not None:
             self._exchange.transport.close()
+        if self.early_claims is not None:
+            self.early_claims.close()
