@@ -35,6 +35,7 @@ from tasks.errors import (
 )
 from tasks.lifecycle import TERMINAL, State, is_settled_for_wait
 from tasks.live_store import LiveStore
+from tasks.recently_accepted import RecentlyAccepted
 
 log = logging.getLogger("hwq.service")
 
@@ -61,6 +62,7 @@ class HwqService:
         self.engine = make_engine(settings.sqlalchemy_url)
         self.sessions = make_sessions(self.engine)
         self._token_cache: dict[str, tuple[float, Principal]] = {}
+        self._accepted = RecentlyAccepted()
         self._token_lock = threading.Lock()
 
     @contextmanager
@@ -237,6 +239,7 @@ class HwqService:
             raise QueueFull(
                 f"device {device!r} already holds {self.settings.queue_cap} queued commands"
             )
+        self._accepted.add(values["id"])
         log.info(
             "command accepted",
             extra={"device": device, "command": values["id"], "kind": values["kind"]},
@@ -263,7 +266,9 @@ class HwqService:
 
     def wait_command(self, command_id: str, wait_s: float) -> dict[str, Any]:
         """The command once it settles, or after `wait_s` seconds, whichever is first."""
-        values = self.live.wait(command_id, wait_s, is_settled_for_wait)
+        values = self.live.wait(
+            command_id, wait_s, is_settled_for_wait, expect_wake=command_id in self._accepted
+        )
         return public_view(values) if values is not None else self.get_command(command_id)
 
     def list_commands(

@@ -114,7 +114,10 @@ def test_the_queue_cap_refuses_a_command_atomically(live: LiveStore) -> None:
     assert live.get(values["id"]) is None
 
 
-def test_wait_returns_as_soon_as_the_command_settles(live: LiveStore) -> None:
+@pytest.mark.parametrize("expect_wake", [False, True])
+def test_wait_returns_as_soon_as_the_command_settles_blocking_first_or_not(
+    live: LiveStore, expect_wake: bool
+) -> None:
     import time
 
     from tasks.lifecycle import is_settled_for_wait
@@ -123,12 +126,38 @@ def test_wait_returns_as_soon_as_the_command_settles(live: LiveStore) -> None:
     canceller = threading.Timer(0.3, lambda: live.move(command_id, State.CANCELLED))
     canceller.start()
     started = time.monotonic()
-    values = live.wait(command_id, 10, is_settled_for_wait)
+    values = live.wait(command_id, 10, is_settled_for_wait, expect_wake=expect_wake)
     # The wake-up lands while the canceller still reads the script's reply;
     # let it finish before the fixture closes the connection under it.
     canceller.join()
     assert values is not None and values["state"] == State.CANCELLED
-    assert time.monotonic() - started < 5
+    assert 0.25 < time.monotonic() - started < 5
+
+
+def test_a_wait_blocking_first_on_a_settled_command_returns_at_once(live: LiveStore) -> None:
+    import time
+
+    from tasks.lifecycle import is_settled_for_wait
+
+    command_id = new_command(live)
+    assert live.move(command_id, State.CANCELLED).moved
+    started = time.monotonic()
+    values = live.wait(command_id, 10, is_settled_for_wait, expect_wake=True)
+    assert values is not None and values["state"] == State.CANCELLED
+    assert time.monotonic() - started < 1
+
+
+def test_a_wait_of_zero_seconds_never_blocks(live: LiveStore) -> None:
+    import time
+
+    from tasks.lifecycle import is_settled_for_wait
+
+    command_id = new_command(live)
+    started = time.monotonic()
+    # XREAD's BLOCK 0 would mean forever: a zero wait must not turn into one.
+    values = live.wait(command_id, 0, is_settled_for_wait, expect_wake=True)
+    assert values is not None and values["state"] == State.QUEUED
+    assert time.monotonic() - started < 1
 
 
 def test_a_command_for_an_unregistered_device_is_not_stored(live: LiveStore) -> None:
