@@ -42,6 +42,7 @@ class EarlyClaims:
     def send(self, command_id: str) -> None:
         """Send the claim of `command_id` without waiting for its reply."""
         with self._lock:
+            sent_at = time.monotonic()
             try:
                 args = self.live.claim_args(command_id, self.worker)
                 self._connect().send_command("EVALSHA", self.live.script_sha, 0, *args)
@@ -49,7 +50,7 @@ class EarlyClaims:
                 # Not sent, or not whole: the command's thread claims the ordinary way.
                 self._drop(e)
                 return
-            self._unread.append((command_id, time.monotonic()))
+            self._unread.append((command_id, sent_at))
 
     def claim(self, command_id: str) -> tuple[TransitionResult, float]:
         """The outcome of the claim of `command_id`, and a time no later than it ran.
