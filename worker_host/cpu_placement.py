@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -58,10 +59,7 @@ def pin_to(cpu: int) -> None:
 
 def pin_central_process(role: str) -> int | None:
     """Keep an API or server worker process on the central CPU; the CPU, or None if free."""
-    cpus = allowed_cpus()
-    if len(cpus) < 2:
-        return None
-    return _pin(central_cpu(cpus), role=role)
+    return _pin(central_cpu, role=role)
 
 
 def next_device_turn(client: redis.Redis, key_prefix: str, hostname: str) -> int | None:
@@ -78,15 +76,18 @@ def pin_device_process(device: str, turn: int | None) -> int | None:
     Without a turn (Redis not up yet), a hash of the device name picks the CPU, which still
     spreads many devices.
     """
+    chosen_turn = zlib.crc32(device.encode()) if turn is None else turn
+    return _pin(
+        lambda cpus: device_cpu(cpus, chosen_turn), role="device-worker", device=device
+    )
+
+
+def _pin(choose: Callable[[list[int]], int], **context: str) -> int | None:
+    """Pin to the CPU `choose` picks among the allowed ones, when there is a choice."""
     cpus = allowed_cpus()
     if len(cpus) < 2:
         return None
-    if turn is None:
-        turn = zlib.crc32(device.encode())
-    return _pin(device_cpu(cpus, turn), role="device-worker", device=device)
-
-
-def _pin(cpu: int, **context: str) -> int | None:
+    cpu = choose(cpus)
     try:
         pin_to(cpu)
     except OSError as e:  # a sandbox or cpuset that forbids it: the kernel places threads

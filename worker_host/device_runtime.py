@@ -40,10 +40,11 @@ class DeviceRuntime:
         device: str,
         node_name: str,
         overrides: dict[str, Any] | None = None,
-        early_claims: EarlyClaims | None = None,
     ) -> None:
         self.live = live
-        self.early_claims = early_claims
+        # The worker's event loop sends claims ahead here; a command whose claim was not
+        # sent ahead is claimed the ordinary way when it starts.
+        self.early_claims = EarlyClaims(live, node_name)
         self.celery = celery
         self.device = device
         self.node_name = node_name
@@ -86,10 +87,7 @@ class DeviceRuntime:
 
     def _execute(self, command_id: str) -> None:
         context = {"device": self.device, "command": command_id}
-        if self.early_claims is not None:
-            claim, claimed_at = self.early_claims.claim(command_id)
-        else:
-            claim, claimed_at = self.live.claim(command_id, self.node_name), time.monotonic()
+        claim, claimed_at = self.early_claims.claim(command_id)
         if not claim.moved:
             log.info("delivery inert", extra={**context, "state": claim.state})
             return
@@ -161,5 +159,4 @@ class DeviceRuntime:
         """Close the port."""
         if self._exchange is not None:
             self._exchange.transport.close()
-        if self.early_claims is not None:
-            self.early_claims.close()
+        self.early_claims.close()

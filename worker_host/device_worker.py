@@ -15,7 +15,6 @@ from tasks.connections import redis_client
 from tasks.live_store import PRESENCE_TTL_S, LiveStore
 from tasks.queues import device_queue, device_worker_name
 from worker_host.device_runtime import DeviceRuntime
-from worker_host.early_claim import EarlyClaims
 from worker_host.event_batching import BatchedTaskEvents
 
 log = logging.getLogger("hwq.device")
@@ -68,15 +67,15 @@ def install_device_runtime(
     live = LiveStore(
         redis_client(settings, max_connections=8), settings.key_prefix, settings.lease_grace_s
     )
-    node_name = device_worker_name(device, settings.hostname)
-    early_claims = EarlyClaims(live, node_name)
-    runtime = DeviceRuntime(live, app, device, node_name, overrides, early_claims)
+    runtime = DeviceRuntime(
+        live, app, device, device_worker_name(device, settings.hostname), overrides
+    )
     definitions.install("executor", runtime)
 
     def claim_on_arrival(request: Any = None, **_: Any) -> None:
         # Celery's loop thread announces each message here, before the hand-off to the pool.
         if request is not None and request.name == EXECUTE_TASK:
-            early_claims.send(request.id)
+            runtime.early_claims.send(request.id)
 
     signals.task_received.connect(claim_on_arrival, weak=False)
     app.conf.broker_transport_options = {

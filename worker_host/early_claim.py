@@ -98,6 +98,10 @@ class EarlyClaims:
 
     def _drop(self, error: Exception) -> None:
         log.warning("claim connection lost", extra={"worker": self.worker, "error": str(error)})
+        self._disconnect()
+
+    def _disconnect(self) -> None:
+        # Replies still unread go with the connection.
         self._unread.clear()
         if self._connection is not None:
             self._connection.disconnect()
@@ -106,7 +110,4 @@ class EarlyClaims:
     def close(self) -> None:
         """Close the connection of early claims."""
         with self._lock:
-            self._unread.clear()
-            if self._connection is not None:
-                self._connection.disconnect()
-                self._connection = None
+            self._disconnect()
