@@ -24,8 +24,10 @@ log = logging.getLogger("hwq.device")
 # The device's settings are read again after this long, so a PATCH reaches an idle worker
 # within it without costing a Redis round trip on every command.
 CONFIG_CACHE_S = 2.0
-# The claim is the last check before writing unless this much time passed since it.
-RECHECK_AFTER_S = 0.005
+# Only the reaper moves a dispatched command, and only once its lease has lapsed: at least
+# `lease_grace_s` after the claim. Within this share of that, the claim is still the last
+# word on the command when bytes go out; past it, the state is read once more.
+RECHECK_AFTER_SHARE_OF_LEASE = 0.5
 # Settings whose change means the port must be opened anew.
 _PORT_SETTINGS = ("address", "baudrate")
 
@@ -55,6 +57,7 @@ class DeviceRuntime:
         self._config_read_at = 0.0
         # Celery's thread pool has one thread, but a redelivery must never race the port.
         self._lock = threading.Lock()
+        self._recheck_after_s = live.lease_grace_s * RECHECK_AFTER_SHARE_OF_LEASE
 
     def _device_config(self) -> dict[str, Any]:
         now = time.monotonic()
@@ -103,9 +106,10 @@ class DeviceRuntime:
             # A late reply owed by a timed-out command is waited out before the re-check, so
             # the re-check is the last thing that happens before bytes go out.
             exchange.settle()
-            # The claim itself checked state, cancel flag and deadline atomically; when
-            # opening the port or a late reply took time since, look once more.
-            if time.monotonic() - claimed_at > RECHECK_AFTER_S and (
+            # The claim itself checked state, cancel flag and deadline atomically, and a
+            # dispatched command can be neither cancelled nor expired; when opening the port
+            # or a late reply took long enough for its lease to be near lapsing, look again.
+            if time.monotonic() - claimed_at > self._recheck_after_s and (
                 self.live.state_of(command_id) != State.DISPATCHED
             ):
                 log.warning("claim lost before writing", extra=context)
