@@ -26,7 +26,9 @@ log = logging.getLogger("hwq.device")
 CONFIG_CACHE_S = 2.0
 # Only the reaper moves a dispatched command, and only once its lease has lapsed: at least
 # `lease_grace_s` after the claim. Within this share of that, the claim is still the last
-# word on the command when bytes go out; past it, the state is read once more.
+# word on the command when bytes go out; past it, the state is read once more. (Redis losing
+# its data meanwhile shows when the reply is recorded: the command is gone, and the ledger
+# ends it interrupted, outcome unknown.)
 RECHECK_AFTER_SHARE_OF_LEASE = 0.5
 # Settings whose change means the port must be opened anew.
 _PORT_SETTINGS = ("address", "baudrate")
