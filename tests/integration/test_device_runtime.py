@@ -18,30 +18,48 @@ from command_factory import command_values
 
 DEVICE = "dev0"
 WORKER = "dev0@host"
+# A lease far longer than any stall a busy test machine makes between claim and write.
+LONG_LEASE_GRACE_S = 10.0
 # Short, so a test can outlast half of it; the runtime re-reads state past that share.
-LEASE_GRACE_S = 0.4
+SHORT_LEASE_GRACE_S = 0.4
 
 
 @pytest.fixture
-def live(redis_client: redis.Redis, key_prefix: str) -> LiveStore:
-    live = LiveStore(redis_client, key_prefix, lease_grace_s=LEASE_GRACE_S)
-    # pyserial's loopback port: the reply to a line is the line itself.
-    live.put_device_config(DEVICE, {"name": DEVICE, "address": "loop://"})
-    return live
+def make_runtime(
+    redis_client: redis.Redis, key_prefix: str
+) -> Iterator[Callable[[float], DeviceRuntime]]:
+    """Runtimes for DEVICE, each on a store whose claims carry the given lease grace."""
+    runtimes: list[DeviceRuntime] = []
 
+    def make(lease_grace_s: float) -> DeviceRuntime:
+        live = LiveStore(redis_client, key_prefix, lease_grace_s=lease_grace_s)
+        # pyserial's loopback port: the reply to a line is the line itself.
+        live.put_device_config(DEVICE, {"name": DEVICE, "address": "loop://"})
+        # No analysis is asked for, so nothing is published through this app.
+        runtime = DeviceRuntime(live, Celery("device-runtime-test"), DEVICE, WORKER)
+        runtimes.append(runtime)
+        return runtime
 
-@pytest.fixture
-def runtime(live: LiveStore) -> Iterator[DeviceRuntime]:
-    # No analysis is asked for, so nothing is published through this app.
-    device_runtime = DeviceRuntime(live, Celery("device-runtime-test"), DEVICE, WORKER)
-    yield device_runtime
-    device_runtime.close()
+    yield make
+    for runtime in runtimes:
+        runtime.close()
 
 
 def _queued(live: LiveStore) -> str:
     values = command_values(DEVICE, payload="ECHO loop", timeout_s=2.0)
     assert live.create(values, queue_cap=100).moved
     return str(values["id"])
+
+
+def _claimed_ahead(runtime: DeviceRuntime) -> str:
+    """A queued command whose claim the runtime sent ahead, once Redis has run it."""
+    command_id = _queued(runtime.live)
+    runtime.early_claims.send(command_id)
+    deadline = time.monotonic() + 5
+    while runtime.live.state_of(command_id) != State.DISPATCHED:
+        assert time.monotonic() < deadline, "the claim sent ahead never ran"
+        time.sleep(0.005)
+    return command_id
 
 
 def _commands_from_clients(client: redis.Redis, action: Callable[[], None]) -> list[str]:
@@ -58,16 +76,15 @@ def _commands_from_clients(client: redis.Redis, action: Callable[[], None]) -> l
 
 
 def test_a_fresh_claim_is_the_last_check_and_the_reply_is_recorded(
-    live: LiveStore, runtime: DeviceRuntime
+    make_runtime: Callable[[float], DeviceRuntime],
 ) -> None:
-    command_id = _queued(live)
-    runtime.execute(command_id)  # warm: opens the port and reads the device's settings
-    command_id = _queued(live)
-    runtime.early_claims.send(command_id)
+    runtime = make_runtime(LONG_LEASE_GRACE_S)
+    runtime.execute(_queued(runtime.live))  # warm: opens the port, reads the device's settings
+    command_id = _claimed_ahead(runtime)
     # A busy machine may start the command's thread some milliseconds after the claim.
     time.sleep(0.05)
-    sent = _commands_from_clients(live.redis, lambda: runtime.execute(command_id))
-    command = live.get(command_id)
+    sent = _commands_from_clients(runtime.live.redis, lambda: runtime.execute(command_id))
+    command = runtime.live.get(command_id)
     assert command is not None and command["state"] == State.DONE
     assert command["response"] == {"text": "ECHO loop"}
     # The claim held the whole decision: no second read of the state on the way to the port.
@@ -75,22 +92,18 @@ def test_a_fresh_claim_is_the_last_check_and_the_reply_is_recorded(
 
 
 def test_a_claim_near_its_lease_is_checked_again_and_a_lost_one_never_writes(
-    live: LiveStore, runtime: DeviceRuntime, caplog: pytest.LogCaptureFixture
+    make_runtime: Callable[[float], DeviceRuntime], caplog: pytest.LogCaptureFixture
 ) -> None:
-    command_id = _queued(live)
-    runtime.early_claims.send(command_id)
-    deadline = time.monotonic() + 5
-    while live.state_of(command_id) != State.DISPATCHED:
-        assert time.monotonic() < deadline, "the claim sent ahead never ran"
-        time.sleep(0.005)
+    runtime = make_runtime(SHORT_LEASE_GRACE_S)
+    command_id = _claimed_ahead(runtime)
     # The worker stalls past half the lease, and the reaper ends the command meanwhile.
-    assert live.move(command_id, State.INTERRUPTED, expected=(State.DISPATCHED,)).moved
-    time.sleep(LEASE_GRACE_S * 0.6)
+    assert runtime.live.move(command_id, State.INTERRUPTED, expected=(State.DISPATCHED,)).moved
+    time.sleep(SHORT_LEASE_GRACE_S * 0.6)
     with caplog.at_level(logging.INFO, logger="hwq.device"):
         runtime.execute(command_id)
     messages = [record.getMessage() for record in caplog.records]
     assert "claim lost before writing" in messages
     assert "command responded" not in messages
-    command = live.get(command_id)
+    command = runtime.live.get(command_id)
     assert command is not None and command["state"] == State.INTERRUPTED
     assert "response" not in command
