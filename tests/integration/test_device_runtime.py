@@ -14,7 +14,7 @@ from tasks.lifecycle import State
 from tasks.live_store import LiveStore
 from worker_host.device_runtime import DeviceRuntime
 
-from command_factory import command_values
+from command_factory import command_values, wait_until_dispatched
 
 DEVICE = "dev0"
 WORKER = "dev0@host"
@@ -55,10 +55,7 @@ def _claimed_ahead(runtime: DeviceRuntime) -> str:
     """A queued command whose claim the runtime sent ahead, once Redis has run it."""
     command_id = _queued(runtime.live)
     runtime.early_claims.send(command_id)
-    deadline = time.monotonic() + 5
-    while runtime.live.state_of(command_id) != State.DISPATCHED:
-        assert time.monotonic() < deadline, "the claim sent ahead never ran"
-        time.sleep(0.005)
+    wait_until_dispatched(runtime.live, command_id)
     return command_id
 
 

@@ -13,7 +13,7 @@ from tasks.lifecycle import State
 from tasks.live_store import LiveStore
 from worker_host.early_claim import EarlyClaims
 
-from command_factory import command_values
+from command_factory import command_values, wait_until_dispatched
 
 WORKER = "dev0@host"
 
@@ -44,10 +44,7 @@ def test_a_claim_sent_ahead_is_won_when_the_command_starts(
     before = time.monotonic()
     claims.send(command_id)
     # The claim runs in Redis while the command's thread is still on its way.
-    deadline = time.monotonic() + 5
-    while live.state_of(command_id) != State.DISPATCHED:
-        assert time.monotonic() < deadline, "the claim sent ahead never ran"
-        time.sleep(0.001)
+    wait_until_dispatched(live, command_id)
     result, claimed_at = claims.claim(command_id)
     assert result.moved and result.state == State.DISPATCHED
     assert result.values is not None and result.values["payload"] == "ECHO early"
