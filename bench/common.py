@@ -23,8 +23,8 @@ from celery.result import AsyncResult
 
 from bench.bare_celery import ECHO_TASK, make_app
 from tasks.live_store import LiveStore
+from worker_host.command_pump import EVENT_BATCH_S
 from worker_host.embedded_redis import EmbeddedRedis
-from worker_host.event_batching import EVENT_BATCH_S
 from worker_host.local_stack import Stack, running_stack
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

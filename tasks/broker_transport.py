@@ -44,7 +44,7 @@ class Channel(kombu_redis.Channel):
     def _brpop_start(self, timeout: Any = None) -> Any:
         connection = self.client.connection
         if connection is not None:
-            _note_client_id(connection)
+            blocking_client_id(connection)
         return super()._brpop_start(timeout)  # type: ignore[misc]
 
     def close(self) -> None:
@@ -61,17 +61,21 @@ class Channel(kombu_redis.Channel):
 _CLIENT_ID = "hwq_client_id"
 
 
-def _note_client_id(connection: Any) -> None:
-    """Ask Redis for the id of this connection, once per socket, before it blocks in a pop."""
+def blocking_client_id(connection: Any) -> int | None:
+    """Redis's id of this connection, asked once per socket, for CLIENT UNBLOCK to end a pop.
+
+    None from a Redis before 5.0, or under an ACL without CLIENT: a pop then runs its course.
+    """
     noted = getattr(connection, _CLIENT_ID, None)
     if connection._sock is not None and noted is not None and noted[0] is connection._sock:
-        return
+        return noted[1]
     connection.send_command("CLIENT", "ID")  # connects first if it is not connected
     try:
         client_id: int | None = int(connection.read_response())
-    except redis.ResponseError:  # a Redis before 5.0, or an ACL without CLIENT: close waits
+    except redis.ResponseError:
         client_id = None
     setattr(connection, _CLIENT_ID, (connection._sock, client_id))
+    return client_id
 
 
 # kombu checks every second whether the binding tables of expiring queues need refreshing,

@@ -1,10 +1,11 @@
 """The Celery message that runs a command, built here so it can be queued in the same atomic
 step that creates the command's live state.
 
-It is the message `send_task("hwq.execute", args=[id], task_id=id)` would publish through
-kombu's Redis transport (Celery protocol 2, JSON body, base64 body encoding); building it
-ourselves saves kombu's per-publish binding look-ups and a Redis round trip on every submit.
-The end-to-end tests run every command through real Celery workers, which keeps it honest.
+It is the message `send_task("hwq.execute", args=[id], task_id=id, ignore_result=True)`
+would publish through kombu's Redis transport (Celery protocol 2, JSON body, base64 body
+encoding); building it ourselves saves kombu's per-publish binding look-ups and a Redis round
+trip on every submit. A test compares it with what `send_task` publishes, which keeps it
+honest. A device worker's command thread reads the command back out of it (`command_of`).
 """
 
 from __future__ import annotations
@@ -61,3 +62,17 @@ def execute_message(command_id: str, queue: str) -> str:
         },
     }
     return json.dumps(message, separators=(",", ":"))
+
+
+def command_of(message: bytes) -> str | None:
+    """The command a device queue's message runs, or None if it is no such message."""
+    try:
+        envelope = json.loads(message)
+        headers = envelope["headers"]
+        args, _kwargs, _embed = json.loads(base64.b64decode(envelope["body"]))
+    except (ValueError, TypeError, KeyError):
+        return None
+    if headers.get("task") != EXECUTE_TASK or not isinstance(args, list) or len(args) != 1:
+        return None
+    command_id = args[0]
+    return command_id if isinstance(command_id, str) else None

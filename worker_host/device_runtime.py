@@ -13,9 +13,8 @@ from tasks.analysis import MANUAL
 from tasks.celery_app import ANALYZE_TASK, PUBLISH_RETRY_POLICY
 from tasks.errors import DeviceError, ReplyTimeout
 from tasks.lifecycle import State
-from tasks.live_store import LiveStore
+from tasks.live_store import LiveStore, TransitionResult
 from tasks.queues import SERVER_QUEUE
-from worker_host.early_claim import EarlyClaims
 from worker_host.exchange import DeviceExchange
 from worker_host.transport import SerialTransport
 
@@ -46,9 +45,6 @@ class DeviceRuntime:
         overrides: dict[str, Any] | None = None,
     ) -> None:
         self.live = live
-        # The worker's event loop sends claims ahead here; a command whose claim was not
-        # sent ahead is claimed the ordinary way when it starts.
-        self.early_claims = EarlyClaims(live, node_name)
         self.celery = celery
         self.device = device
         self.node_name = node_name
@@ -57,7 +53,7 @@ class DeviceRuntime:
         self._port_settings: tuple[Any, ...] | None = None
         self._config: dict[str, Any] | None = None
         self._config_read_at = 0.0
-        # Celery's thread pool has one thread, but a redelivery must never race the port.
+        # One thread runs the commands, but a redelivery must never race the port.
         self._lock = threading.Lock()
         self._recheck_after_s = live.lease_grace_s * RECHECK_AFTER_SHARE_OF_LEASE
 
@@ -88,11 +84,13 @@ class DeviceRuntime:
     def execute(self, command_id: str) -> None:
         """Run a command if this delivery wins its claim; any other delivery does nothing."""
         with self._lock:
-            self._execute(command_id)
+            claimed_at = time.monotonic()
+            claim = self.live.claim(command_id, self.node_name)
+            self.run_claimed(command_id, claim, claimed_at)
 
-    def _execute(self, command_id: str) -> None:
+    def run_claimed(self, command_id: str, claim: TransitionResult, claimed_at: float) -> None:
+        """Run a command whose claim has returned `claim`, sent no earlier than `claimed_at`."""
         context = {"device": self.device, "command": command_id}
-        claim, claimed_at = self.early_claims.claim(command_id)
         if not claim.moved:
             log.info("delivery inert", extra={**context, "state": claim.state})
             return
@@ -165,4 +163,3 @@ class DeviceRuntime:
         """Close the port."""
         if self._exchange is not None:
             self._exchange.transport.close()
-        self.early_claims.close()

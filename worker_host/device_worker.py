@@ -1,4 +1,8 @@
-"""A device worker: a Celery worker consuming one device's queue, bound to its port."""
+"""A device worker: a Celery worker serving one device's queue, bound to its port.
+
+Celery's event loop gives the worker its name, heartbeats, Flower and remote control; the
+device's commands are popped and run by the command thread (`command_pump.py`).
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,15 @@ import logging
 import threading
 from typing import Any
 
-from celery import Celery, bootsteps, signals
+from celery import Celery, bootsteps
 
 from config import Settings
 from tasks import definitions
-from tasks.celery_app import EXECUTE_TASK
 from tasks.connections import redis_client
 from tasks.live_store import PRESENCE_TTL_S, LiveStore
 from tasks.queues import device_queue, device_worker_name
+from worker_host.command_pump import CommandPump
 from worker_host.device_runtime import DeviceRuntime
-from worker_host.event_batching import BatchedTaskEvents
 
 log = logging.getLogger("hwq.device")
 
@@ -25,18 +28,12 @@ log = logging.getLogger("hwq.device")
 DEVICE_HEARTBEAT_S = 10
 
 
-# An idle device worker renews its blocking pop on its queue this often; a message still
-# arrives the moment it is pushed, so only idle wake-ups get rarer. Only device workers get
-# it: clients waiting for remote-control replies (Flower) need short polls.
-IDLE_POLL_S = 10
-
-
 def device_worker_argv(device: str, settings: Settings, log_level: str) -> list[str]:
     """Celery worker arguments for one device.
 
-    A pool of one thread runs one command at a time while the main thread keeps answering
-    heartbeats, Flower and remote control; gossip and mingle are off because a device worker
-    needs nothing from its peers.
+    The command thread runs one command at a time while the main thread keeps answering
+    heartbeats, Flower and remote control; Celery's own pool of one thread stays idle. Gossip
+    and mingle are off because a device worker needs nothing from its peers.
     """
     return [
         "worker",
@@ -70,26 +67,20 @@ def install_device_runtime(
     runtime = DeviceRuntime(
         live, app, device, device_worker_name(device, settings.hostname), overrides
     )
+    # A task message that reaches this process through Celery after all runs the same way.
     definitions.install("executor", runtime)
+    pump = CommandPump(app, runtime, device_worker_name(device, settings.hostname))
+    queue = device_queue(device)
 
-    def claim_on_arrival(request: Any = None, **_: Any) -> None:
-        # Celery's loop thread announces each message here, before the hand-off to the pool.
-        if request is not None and request.name == EXECUTE_TASK:
-            runtime.early_claims.send(request.id)
+    class LeaveQueueToCommandThread(bootsteps.StartStopStep):
+        """Keeps Celery's consumer off the device's queue: the command thread pops it."""
 
-    signals.task_received.connect(claim_on_arrival, weak=False)
-    app.conf.broker_transport_options = {
-        **app.conf.broker_transport_options,
-        "polling_interval": IDLE_POLL_S,
-        # The claim is a device command's acknowledgement: once a delivery wins it, the
-        # command's lease and the reaper decide its fate, and a message popped by a worker
-        # that died before claiming leaves its command queued with no message, which the
-        # reaper publishes again. kombu's ack emulation (a MULTI/EXEC recording each message
-        # before it runs and another removing it after) duplicates that at two Redis round
-        # trips per command, a fifth of a device worker's CPU. Without it, a message
-        # delivered but not acknowledged when the worker stops is pushed back in memory.
-        "ack_emulation": False,
-    }
+        requires = ("celery.worker.consumer.tasks:Tasks",)
+
+        def start(self, consumer: Any) -> None:
+            # Runs after the consumer subscribes and before its loop first polls, on every
+            # (re)connection; the queue stays in the worker's list, so `inspect` shows it.
+            consumer.task_consumer.cancel_by_queue(queue)
 
     class DevicePresence(bootsteps.StartStopStep):
         """Marks the device online while the worker runs, offline once it stops."""
@@ -120,8 +111,24 @@ def install_device_runtime(
                 live.mark_absent(device)
             except Exception:
                 log.warning("could not mark device offline", extra={"device": device})
+
+    class CommandThread(bootsteps.StartStopStep):
+        """Runs the command thread while the worker runs; a stop lets a running command end.
+
+        It starts after the presence and stops before it, so the device shows online for as
+        long as a command may run.
+        """
+
+        requires = (DevicePresence,)
+
+        def start(self, worker: Any) -> None:
+            pump.start()
+
+        def stop(self, worker: Any) -> None:
+            pump.stop()
             runtime.close()
 
     app.steps["worker"].add(DevicePresence)
-    app.steps["consumer"].add(BatchedTaskEvents)
+    app.steps["worker"].add(CommandThread)
+    app.steps["consumer"].add(LeaveQueueToCommandThread)
     return runtime

@@ -1,15 +1,11 @@
-"""Commands for the integration tests: values shaped as the API stores them, and waits on
-their live state."""
+"""Commands for the integration tests: values shaped as the API stores them."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
 from tasks.command_record import utc_now_iso
-from tasks.lifecycle import State
-from tasks.live_store import LiveStore
 
 
 def command_values(device: str = "dev0", **extra: Any) -> dict[str, Any]:
@@ -30,10 +26,3 @@ def command_values(device: str = "dev0", **extra: Any) -> dict[str, Any]:
         **extra,
     }
 
-
-def wait_until_dispatched(live: LiveStore, command_id: str, timeout_s: float = 5.0) -> None:
-    """Return once a claim sent ahead has run in Redis; fail after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while live.state_of(command_id) != State.DISPATCHED:
-        assert time.monotonic() < deadline, "the claim sent ahead never ran"
-        time.sleep(0.001)

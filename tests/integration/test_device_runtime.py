@@ -11,10 +11,10 @@ import redis
 from celery import Celery
 
 from tasks.lifecycle import State
-from tasks.live_store import LiveStore
+from tasks.live_store import LiveStore, TransitionResult
 from worker_host.device_runtime import DeviceRuntime
 
-from command_factory import command_values, wait_until_dispatched
+from command_factory import command_values
 
 DEVICE = "dev0"
 WORKER = "dev0@host"
@@ -51,12 +51,13 @@ def _queued(live: LiveStore) -> str:
     return str(values["id"])
 
 
-def _claimed_ahead(runtime: DeviceRuntime) -> str:
-    """A queued command whose claim the runtime sent ahead, once Redis has run it."""
+def _claimed(runtime: DeviceRuntime) -> tuple[str, TransitionResult, float]:
+    """A command claimed by the runtime's worker: its id, the claim, and when it was sent."""
     command_id = _queued(runtime.live)
-    runtime.early_claims.send(command_id)
-    wait_until_dispatched(runtime.live, command_id)
-    return command_id
+    claimed_at = time.monotonic()
+    claim = runtime.live.claim(command_id, WORKER)
+    assert claim.moved and claim.state == State.DISPATCHED
+    return command_id, claim, claimed_at
 
 
 def _commands_from_clients(client: redis.Redis, action: Callable[[], None]) -> list[str]:
@@ -76,11 +77,15 @@ def test_a_fresh_claim_is_the_last_check_and_the_reply_is_recorded(
     make_runtime: Callable[[float], DeviceRuntime],
 ) -> None:
     runtime = make_runtime(LONG_LEASE_GRACE_S)
-    runtime.execute(_queued(runtime.live))  # warm: opens the port, reads the device's settings
-    command_id = _claimed_ahead(runtime)
-    # A busy machine may start the command's thread some milliseconds after the claim.
+    warm_up = _queued(runtime.live)
+    runtime.execute(warm_up)  # opens the port, reads the device's settings
+    assert (runtime.live.get(warm_up) or {}).get("state") == State.DONE
+    command_id, claim, claimed_at = _claimed(runtime)
+    # A busy machine may get to the port some milliseconds after the claim.
     time.sleep(0.05)
-    sent = _commands_from_clients(runtime.live.redis, lambda: runtime.execute(command_id))
+    sent = _commands_from_clients(
+        runtime.live.redis, lambda: runtime.run_claimed(command_id, claim, claimed_at)
+    )
     command = runtime.live.get(command_id)
     assert command is not None and command["state"] == State.DONE
     assert command["response"] == {"text": "ECHO loop"}
@@ -92,12 +97,12 @@ def test_a_claim_near_its_lease_is_checked_again_and_a_lost_one_never_writes(
     make_runtime: Callable[[float], DeviceRuntime], caplog: pytest.LogCaptureFixture
 ) -> None:
     runtime = make_runtime(SHORT_LEASE_GRACE_S)
-    command_id = _claimed_ahead(runtime)
+    command_id, claim, claimed_at = _claimed(runtime)
     # The worker stalls past half the lease, and the reaper ends the command meanwhile.
     assert runtime.live.move(command_id, State.INTERRUPTED, expected=(State.DISPATCHED,)).moved
     time.sleep(SHORT_LEASE_GRACE_S * 0.6)
     with caplog.at_level(logging.INFO, logger="hwq.device"):
-        runtime.execute(command_id)
+        runtime.run_claimed(command_id, claim, claimed_at)
     messages = [record.getMessage() for record in caplog.records]
     assert "claim lost before writing" in messages
     assert "command responded" not in messages
