@@ -43,6 +43,8 @@ EVENT_BATCH_S = 0.2
 IDLE_POP_S = 10.0
 # The shortest blocking pop: Redis reads a zero timeout as "wait forever".
 MIN_POP_S = 0.01
+# How long past a pop's own timeout its reply may take before the connection counts as dead.
+POP_REPLY_GRACE_S = 5.0
 # After Redis refused or dropped the pop, wait this long before trying again.
 RETRY_S = 1.0
 # While stopping, how often the thread is asked again to leave its pop.
@@ -50,20 +52,28 @@ STOP_NUDGE_S = 0.2
 
 
 class QueuePop:
-    """Blocking pops from one Redis list on a connection of their own, endable from outside."""
+    """Blocking pops from one Redis list on a connection of their own, endable from outside.
 
-    def __init__(self, client: redis.Redis, key: str) -> None:
+    A pop may wait up to `longest_pop_s`: the connection's socket timeout (redis-py's default
+    is a few seconds) is set past that, or every idle pop would end in an error.
+    """
+
+    def __init__(self, client: redis.Redis, key: str, longest_pop_s: float = IDLE_POP_S) -> None:
         self.client = client
         self.key = key
+        self.longest_pop_s = longest_pop_s
         pool = client.connection_pool
-        self._connection: Any = pool.connection_class(**pool.connection_kwargs)
+        self._connection: Any = pool.connection_class(
+            **{**pool.connection_kwargs, "socket_timeout": longest_pop_s + POP_REPLY_GRACE_S}
+        )
         self._client_id: int | None = None
 
     def next(self, timeout_s: float) -> bytes | None:
         """The next message, or None after `timeout_s` or once `interrupt` is called."""
+        timeout_s = min(max(timeout_s, MIN_POP_S), self.longest_pop_s)
         try:
             self._client_id = blocking_client_id(self._connection)
-            self._connection.send_command("BRPOP", self.key, f"{max(timeout_s, MIN_POP_S):.3f}")
+            self._connection.send_command("BRPOP", self.key, f"{timeout_s:.3f}")
             reply = self._connection.read_response()
         except redis.RedisError:
             self.close()

@@ -67,7 +67,8 @@ def install_device_runtime(
     runtime = DeviceRuntime(
         live, app, device, device_worker_name(device, settings.hostname), overrides
     )
-    # A task message that reaches this process through Celery after all runs the same way.
+    # `hwq.execute` stays a registered task: should a message reach Celery's pool after all,
+    # it runs on the same runtime, under the same lock.
     definitions.install("executor", runtime)
     pump = CommandPump(app, runtime, device_worker_name(device, settings.hostname))
     queue = device_queue(device)

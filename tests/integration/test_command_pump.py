@@ -25,6 +25,8 @@ DEVICE = "dev0"
 WORKER = "dev0@host"
 COMMANDS = 5
 TASK_EVENTS = ("task-received", "task-started", "task-succeeded")
+# A client's socket timeout, short enough for a test to outwait.
+SHORT_SOCKET_TIMEOUT_S = 0.3
 
 
 @pytest.fixture
@@ -172,6 +174,19 @@ def test_a_message_put_back_is_the_next_one_popped(live: LiveStore) -> None:
         assert pop.next(0.05) is None
     finally:
         pop.close()
+
+
+def test_a_pop_outwaits_its_clients_socket_timeout(redis_url: str, key_prefix: str) -> None:
+    """An idle pop lasts longer than redis-py's socket timeout, and must not end in an error."""
+    client = redis.Redis.from_url(redis_url, socket_timeout=SHORT_SOCKET_TIMEOUT_S)
+    pop = QueuePop(client, f"{key_prefix}:idle", longest_pop_s=SHORT_SOCKET_TIMEOUT_S * 3)
+    try:
+        started = time.monotonic()
+        assert pop.next(SHORT_SOCKET_TIMEOUT_S * 2) is None
+        assert time.monotonic() - started >= SHORT_SOCKET_TIMEOUT_S * 2
+    finally:
+        pop.close()
+        client.close()
 
 
 def test_an_interrupt_ends_a_waiting_pop_at_once(live: LiveStore) -> None:
