@@ -80,6 +80,11 @@ class QueuePop:
             raise
         return None if reply is None else bytes(reply[1])
 
+    @property
+    def connection_id(self) -> int | None:
+        """Redis's id of the pop's connection, once it has connected."""
+        return self._client_id
+
     def interrupt(self) -> None:
         """End a pop that is waiting now, as if it had timed out (CLIENT UNBLOCK)."""
         if self._client_id is not None:

@@ -161,6 +161,20 @@ def test_stopping_an_idle_pump_is_prompt_and_leaves_the_queue_alone(
     assert live.redis.llen(live.broker_queue_key(DEVICE)) == 1
 
 
+def test_a_pump_whose_connection_drops_connects_again_and_runs_on(
+    live: LiveStore, pump: CommandPump, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="hwq.device"):
+        pump.start()
+        time.sleep(0.3)  # the thread is in its blocking pop
+        pop_id = pump.pop.connection_id
+        assert pop_id is not None
+        assert live.redis.client_kill_filter(_id=str(pop_id)) == 1
+        command = _wait_settled(live, _submit(live, "ECHO again"))
+    assert command["response"] == {"text": "ECHO again"}
+    assert "device queue unreachable" in [r.getMessage() for r in caplog.records]
+
+
 def test_a_message_put_back_is_the_next_one_popped(live: LiveStore) -> None:
     pop = QueuePop(live.redis, live.broker_queue_key(DEVICE))
     try:
