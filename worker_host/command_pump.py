@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 import traceback
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -31,6 +33,7 @@ from celery.worker import state as worker_state
 from tasks.broker_transport import blocking_client_id
 from tasks.celery_app import EXECUTE_TASK
 from tasks.messages import command_of
+from tasks.queues import device_queue
 from worker_host.device_runtime import DeviceRuntime
 
 log = logging.getLogger("hwq.device")
@@ -146,6 +149,35 @@ class TaskEventBatch:
         self.connection.release()
 
 
+@dataclass(frozen=True)
+class RunningCommand:
+    """A running command as Celery's worker state lists a task: `celery inspect active` and
+    Flower's worker page show it, and the worker's heartbeats count it."""
+
+    id: str
+    hostname: str
+    queue: str
+    time_start: float
+    name: str = EXECUTE_TASK
+
+    def info(self, safe: bool = False) -> dict[str, Any]:
+        """What `inspect active` reports for it, in the shape of a Celery request's."""
+        args: Any = repr([self.id]) if safe else [self.id]
+        return {
+            "id": self.id,
+            "name": self.name,
+            "args": args,
+            "kwargs": "{}" if safe else {},
+            "type": self.name,
+            "hostname": self.hostname,
+            "time_start": self.time_start,
+            "acknowledged": True,  # the claim is the acknowledgement
+            "delivery_info": {"exchange": "", "routing_key": self.queue, "priority": 0,
+                              "redelivered": False},  # fmt: skip
+            "worker_pid": os.getpid(),
+        }
+
+
 class CommandPump:
     """The thread that pops a device's queue and runs its commands one at a time."""
 
@@ -153,6 +185,7 @@ class CommandPump:
         self.app = app
         self.runtime = runtime
         self.hostname = hostname
+        self.queue = device_queue(runtime.device)
         self.pop = QueuePop(runtime.live.redis, runtime.live.broker_queue_key(runtime.device))
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -213,8 +246,12 @@ class CommandPump:
                     expires=None)  # fmt: skip
         events.send("task-started", uuid=command_id)
         started = time.monotonic()
+        running = RunningCommand(command_id, self.hostname, self.queue, time.time())
+        worker_state.task_accepted(running)
+        succeeded = False
         try:
             self.runtime.execute(command_id)
+            succeeded = True
         except Exception as e:  # Redis failed under the runtime: the command's lease decides
             log.exception(
                 "command not finished", extra={"device": self.runtime.device, "command": command_id}
@@ -224,6 +261,5 @@ class CommandPump:
         else:
             events.send("task-succeeded", uuid=command_id, result="None",
                         runtime=time.monotonic() - started)  # fmt: skip
-        # The counts the worker's heartbeats and `inspect stats` report to Flower.
-        worker_state.total_count[EXECUTE_TASK] += 1
-        worker_state.all_total_count[0] += 1
+        finally:
+            worker_state.task_ready(running, successful=succeeded)

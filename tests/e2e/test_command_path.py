@@ -138,6 +138,9 @@ def test_a_worker_answers_remote_control_during_a_long_command(
     replies = app.control.ping(destination=[f"{device_name}@e2e"], timeout=2)
     assert replies == [{f"{device_name}@e2e": {"ok": "pong"}}]
     assert time.monotonic() - started < 2.5
+    # What Flower's worker page and `celery inspect active` show: the command running now.
+    active = app.control.inspect([f"{device_name}@e2e"], timeout=2).active()
+    assert [task["id"] for task in active[f"{device_name}@e2e"]] == [command_id]
     assert stack.request("GET", f"/commands/{command_id}").body["state"] == "dispatched"
     assert stack.wait(command_id)["state"] == "done"
 
