@@ -11,6 +11,7 @@ import threading
 from typing import Any
 
 from celery import Celery, bootsteps
+from celery.worker.control import inspect_command
 
 from config import Settings
 from tasks import definitions
@@ -79,8 +80,8 @@ def install_device_runtime(
         requires = ("celery.worker.consumer.tasks:Tasks",)
 
         def start(self, consumer: Any) -> None:
-            # Runs after the consumer subscribes and before its loop first polls, on every
-            # (re)connection; the queue stays in the worker's list, so `inspect` shows it.
+            # Runs after the consumer is made and before its loop starts consuming, on every
+            # (re)connection.
             consumer.task_consumer.cancel_by_queue(queue)
 
     class DevicePresence(bootsteps.StartStopStep):
@@ -132,4 +133,23 @@ def install_device_runtime(
     app.steps["worker"].add(DevicePresence)
     app.steps["worker"].add(CommandThread)
     app.steps["consumer"].add(LeaveQueueToCommandThread)
+    report_served_queue(queue)
     return runtime
+
+
+def report_served_queue(queue: str) -> None:
+    """Make `inspect active_queues` list the device's queue beside what Celery consumes.
+
+    Flower's worker page shows a worker's queues, and its broker page finds the queues whose
+    depth it shows, through this command; the command thread serves the device's queue, but
+    Celery's consumer does not consume it. Replaces Celery's own command in this process.
+    """
+
+    @inspect_command(name="active_queues")
+    def active_queues(state: Any) -> list[dict[str, Any]]:
+        """List the task queues a worker is currently consuming from."""
+        consumer = state.consumer.task_consumer
+        queues = list(consumer.queues) if consumer else []
+        if all(known.name != queue for known in queues):
+            queues.append(state.app.amqp.queues[queue])
+        return [dict(known.as_dict(recurse=True)) for known in queues]

@@ -138,9 +138,13 @@ def test_a_worker_answers_remote_control_during_a_long_command(
     replies = app.control.ping(destination=[f"{device_name}@e2e"], timeout=2)
     assert replies == [{f"{device_name}@e2e": {"ok": "pong"}}]
     assert time.monotonic() - started < 2.5
-    # What Flower's worker page and `celery inspect active` show: the command running now.
-    active = app.control.inspect([f"{device_name}@e2e"], timeout=2).active()
+    # What Flower's worker page and `celery inspect` show: the command running now, and the
+    # device's queue, which the worker serves.
+    inspect = app.control.inspect([f"{device_name}@e2e"], timeout=2)
+    active = inspect.active()
     assert [task["id"] for task in active[f"{device_name}@e2e"]] == [command_id]
+    queues = inspect.active_queues()[f"{device_name}@e2e"]
+    assert [queue["name"] for queue in queues] == [f"hwq.device.{device_name}"]
     assert stack.request("GET", f"/commands/{command_id}").body["state"] == "dispatched"
     assert stack.wait(command_id)["state"] == "done"
 
