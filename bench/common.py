@@ -23,9 +23,9 @@ from celery.result import AsyncResult
 
 from bench.bare_celery import ECHO_TASK, make_app
 from tasks.live_store import LiveStore
-from worker_host.command_pump import EVENT_BATCH_S
 from worker_host.embedded_redis import EmbeddedRedis
 from worker_host.local_stack import Stack, running_stack
+from worker_host.task_events import EVENT_BATCH_S
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # Time each device worker gets to come online when many start at once on two busy cores.

@@ -6,8 +6,8 @@ message through Celery's consumer (the loop's poll, the request, the hand-off to
 thread and back, the task events flushed on the loop) cost a device worker more CPU per
 command than the command itself: at 16 busy devices, 1.7–1.9 ms against 1.05–1.2 ms with
 this thread (bench/README.md). Here one thread pops the device's Celery messages with a
-blocking pop, claims and runs each command, and sends Flower the task events Celery would
-have sent (received, started, succeeded), in batches.
+blocking pop (`queue_pop.py`), claims and runs each command, and shows it to Flower as
+Celery would (`task_events.py`).
 
 The semantics are those the worker had with kombu's ack emulation off: popping a message is
 receiving it, and the claim is its acknowledgement. A message popped by a worker that dies
@@ -19,163 +19,27 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 import traceback
-from dataclasses import dataclass
-from typing import Any
 
 import redis
 from celery import Celery
 from celery.worker import state as worker_state
 
-from tasks.broker_transport import blocking_client_id
 from tasks.celery_app import EXECUTE_TASK
 from tasks.messages import command_of
 from tasks.queues import device_queue
 from worker_host.device_runtime import DeviceRuntime
+from worker_host.queue_pop import IDLE_POP_S, QueuePop
+from worker_host.task_events import RunningCommand, TaskEventBatch
 
 log = logging.getLogger("hwq.device")
 
-# How long task events may wait to share a publish; Flower shows them this much later, each
-# with the time it was made at. Celery's loop would publish three per command.
-EVENT_BATCH_S = 0.2
-# An idle device's blocking pop is renewed this often; a message still arrives the moment it
-# is pushed, so only idle wake-ups get rarer: fifty idle workers should cost next to nothing.
-IDLE_POP_S = 10.0
-# The shortest blocking pop: Redis reads a zero timeout as "wait forever".
-MIN_POP_S = 0.01
-# How long past a pop's own timeout its reply may take before the connection counts as dead.
-POP_REPLY_GRACE_S = 5.0
 # After Redis refused or dropped the pop, wait this long before trying again.
 RETRY_S = 1.0
 # While stopping, how often the thread is asked again to leave its pop.
 STOP_NUDGE_S = 0.2
-
-
-class QueuePop:
-    """Blocking pops from one Redis list on a connection of their own, endable from outside.
-
-    A pop may wait up to `longest_pop_s`: the connection's socket timeout (redis-py's default
-    is a few seconds) is set past that, or every idle pop would end in an error.
-    """
-
-    def __init__(self, client: redis.Redis, key: str, longest_pop_s: float = IDLE_POP_S) -> None:
-        self.client = client
-        self.key = key
-        self.longest_pop_s = longest_pop_s
-        pool = client.connection_pool
-        self._connection: Any = pool.connection_class(
-            **{**pool.connection_kwargs, "socket_timeout": longest_pop_s + POP_REPLY_GRACE_S}
-        )
-        self._client_id: int | None = None
-
-    def next(self, timeout_s: float) -> bytes | None:
-        """The next message, or None after `timeout_s` or once `interrupt` is called."""
-        timeout_s = min(max(timeout_s, MIN_POP_S), self.longest_pop_s)
-        try:
-            self._client_id = blocking_client_id(self._connection)
-            self._connection.send_command("BRPOP", self.key, f"{timeout_s:.3f}")
-            reply = self._connection.read_response()
-        except redis.RedisError:
-            self.close()
-            raise
-        return None if reply is None else bytes(reply[1])
-
-    @property
-    def connection_id(self) -> int | None:
-        """Redis's id of the pop's connection, once it has connected."""
-        return self._client_id
-
-    def interrupt(self) -> None:
-        """End a pop that is waiting now, as if it had timed out (CLIENT UNBLOCK)."""
-        if self._client_id is not None:
-            self.client.client_unblock(self._client_id)
-
-    def put_back(self, message: bytes) -> None:
-        """Return a popped message to the head of the queue, where the pop took it from."""
-        self.client.rpush(self.key, message)
-
-    def close(self) -> None:
-        """Drop the connection; the next pop connects again."""
-        self._client_id = None
-        self._connection.disconnect()
-
-
-class TaskEventBatch:
-    """Flower's task events for this worker's commands, published together every so often."""
-
-    def __init__(self, app: Celery, hostname: str) -> None:
-        self.connection = app.connection_for_write()
-        self.dispatcher = app.events.Dispatcher(
-            self.connection,
-            hostname=hostname,
-            enabled=bool(app.conf.worker_send_task_events),
-            groups=["task"],
-            buffer_group=["task"],
-        )
-        self.flush_at: float | None = None
-
-    def send(self, event_type: str, **fields: Any) -> None:
-        """Add an event to the batch; the first one of a batch sets when it goes out."""
-        self.dispatcher.send(event_type, **fields)
-        if self.flush_at is None:
-            self.flush_at = time.monotonic() + EVENT_BATCH_S
-
-    def wait_s(self, idle_s: float) -> float:
-        """How long the thread may block before the batch is due, at most `idle_s`."""
-        if self.flush_at is None:
-            return idle_s
-        return min(idle_s, self.flush_at - time.monotonic())
-
-    def flush_if_due(self) -> None:
-        """Publish the batch once its time has come."""
-        if self.flush_at is not None and time.monotonic() >= self.flush_at:
-            self.flush()
-
-    def flush(self) -> None:
-        """Publish what the batch holds now."""
-        self.flush_at = None
-        try:
-            self.dispatcher.flush()
-        except Exception as e:  # the broker is away: Flower misses these, commands do not
-            log.warning("task events not sent", extra={"error": str(e)})
-
-    def close(self) -> None:
-        """Publish what is left and release the connection."""
-        self.flush()
-        self.dispatcher.close()
-        self.connection.release()
-
-
-@dataclass(frozen=True)
-class RunningCommand:
-    """A running command as Celery's worker state lists a task: `celery inspect active` and
-    Flower's worker page show it, and the worker's heartbeats count it."""
-
-    id: str
-    hostname: str
-    queue: str
-    time_start: float
-    name: str = EXECUTE_TASK
-
-    def info(self, safe: bool = False) -> dict[str, Any]:
-        """What `inspect active` reports for it, in the shape of a Celery request's."""
-        args: Any = repr([self.id]) if safe else [self.id]
-        return {
-            "id": self.id,
-            "name": self.name,
-            "args": args,
-            "kwargs": "{}" if safe else {},
-            "type": self.name,
-            "hostname": self.hostname,
-            "time_start": self.time_start,
-            "acknowledged": True,  # the claim is the acknowledgement
-            "delivery_info": {"exchange": "", "routing_key": self.queue, "priority": 0,
-                              "redelivered": False},  # fmt: skip
-            "worker_pid": os.getpid(),
-        }
 
 
 class CommandPump:

@@ -16,8 +16,10 @@ from config import Settings
 from tasks.celery_app import create_celery
 from tasks.lifecycle import State
 from tasks.live_store import LiveStore
-from worker_host.command_pump import EVENT_BATCH_S, IDLE_POP_S, CommandPump, QueuePop
+from worker_host.command_pump import CommandPump
 from worker_host.device_runtime import DeviceRuntime
+from worker_host.queue_pop import IDLE_POP_S
+from worker_host.task_events import EVENT_BATCH_S
 
 from command_factory import command_values
 
@@ -25,8 +27,8 @@ DEVICE = "dev0"
 WORKER = "dev0@host"
 COMMANDS = 5
 TASK_EVENTS = ("task-received", "task-started", "task-succeeded")
-# A client's socket timeout, short enough for a test to outwait.
-SHORT_SOCKET_TIMEOUT_S = 0.3
+# Long enough that its events can be seen before it ends, given EVENT_BATCH_S.
+LONG_COMMAND_S = 2.0
 
 
 @pytest.fixture
@@ -51,9 +53,9 @@ def pump(app: Celery, live: LiveStore) -> Iterator[CommandPump]:
     runtime.close()
 
 
-def _submit(live: LiveStore, payload: str) -> str:
+def _submit(live: LiveStore, payload: str, **extra: Any) -> str:
     """Create a queued command with its message on the device's queue, as the API does."""
-    values = command_values(DEVICE, payload=payload, timeout_s=2.0)
+    values = command_values(DEVICE, payload=payload, **{"timeout_s": 2.0, **extra})
     enqueue = live.execute_message(values["id"], DEVICE)
     assert live.create(values, queue_cap=100, enqueue=enqueue).moved
     return str(values["id"])
@@ -134,6 +136,25 @@ def test_commands_run_in_order_and_flower_gets_their_events(
     assert publishes < COMMANDS * len(TASK_EVENTS)
 
 
+def test_a_long_command_shows_as_started_while_it_runs(
+    app: Celery, live: LiveStore, pump: CommandPump
+) -> None:
+    events = EventLog(app, live.redis)
+    try:
+        # One byte out, and loop:// echoes one back: the reply never reaches its 100.
+        command_id = _submit(live, "QQ==", kind="raw", read={"bytes": 100},
+                             timeout_s=LONG_COMMAND_S)  # fmt: skip
+        pump.start()
+        deadline = time.monotonic() + LONG_COMMAND_S * 0.8
+        while [e["type"] for e in events.of(command_id)] != list(TASK_EVENTS[:2]):
+            assert time.monotonic() < deadline, f"events seen: {events.of(command_id)}"
+            time.sleep(0.02)
+        assert live.state_of(command_id) == State.DISPATCHED
+        assert _wait_settled(live, command_id)["state"] == State.TIMED_OUT
+    finally:
+        events.close()
+
+
 def test_a_message_that_is_no_command_is_dropped_and_the_next_one_runs(
     live: LiveStore, pump: CommandPump, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -173,47 +194,3 @@ def test_a_pump_whose_connection_drops_connects_again_and_runs_on(
         command = _wait_settled(live, _submit(live, "ECHO again"))
     assert command["response"] == {"text": "ECHO again"}
     assert "device queue unreachable" in [r.getMessage() for r in caplog.records]
-
-
-def test_a_message_put_back_is_the_next_one_popped(live: LiveStore) -> None:
-    pop = QueuePop(live.redis, live.broker_queue_key(DEVICE))
-    try:
-        first, second = _submit(live, "ECHO 1"), _submit(live, "ECHO 2")
-        message = pop.next(1.0)
-        assert message is not None and first.encode() in message
-        pop.put_back(message)
-        assert pop.next(1.0) == message
-        again = pop.next(1.0)
-        assert again is not None and second.encode() in again
-        assert pop.next(0.05) is None
-    finally:
-        pop.close()
-
-
-def test_a_pop_outwaits_its_clients_socket_timeout(redis_url: str, key_prefix: str) -> None:
-    """An idle pop lasts longer than redis-py's socket timeout, and must not end in an error."""
-    client = redis.Redis.from_url(redis_url, socket_timeout=SHORT_SOCKET_TIMEOUT_S)
-    pop = QueuePop(client, f"{key_prefix}:idle", longest_pop_s=SHORT_SOCKET_TIMEOUT_S * 3)
-    try:
-        started = time.monotonic()
-        assert pop.next(SHORT_SOCKET_TIMEOUT_S * 2) is None
-        assert time.monotonic() - started >= SHORT_SOCKET_TIMEOUT_S * 2
-    finally:
-        pop.close()
-        client.close()
-
-
-def test_an_interrupt_ends_a_waiting_pop_at_once(live: LiveStore) -> None:
-    pop = QueuePop(live.redis, live.broker_queue_key(DEVICE))
-    outcome: list[bytes | None] = []
-    thread = threading.Thread(target=lambda: outcome.append(pop.next(IDLE_POP_S)))
-    try:
-        thread.start()
-        time.sleep(0.3)
-        started = time.monotonic()
-        pop.interrupt()
-        thread.join(IDLE_POP_S)
-        assert time.monotonic() - started < IDLE_POP_S / 4
-        assert outcome == [None]
-    finally:
-        pop.close()
