@@ -19,6 +19,7 @@ from granian.log import LogLevels
 from config import Settings, load_settings
 from config.logging import configure_logging
 from worker_host.launcher import end_with_parent
+from worker_host.startup_objects import freeze_startup_objects
 
 # One process, many threads: the SQLite writer and the caches are per process.
 API_WORKER_PROCESSES = 1
@@ -55,7 +56,9 @@ def worker_app() -> Any:
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_json, role="api")
     # Imported by name: the api package sits on top and nothing below imports it.
-    return importlib.import_module("api").create_app()
+    app = importlib.import_module("api").create_app()
+    freeze_startup_objects()
+    return app
 
 
 class ApiServer:

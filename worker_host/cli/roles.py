@@ -71,12 +71,14 @@ def server_worker() -> None:
     from tasks.celery_app import create_celery
     from tasks.queues import SERVER_QUEUE
     from tasks.server_worker import install_server_duties
+    from worker_host.startup_objects import freeze_when_worker_ready
 
     settings = _settings()
     _logging(settings, role="server-worker")
     _keep_central_on_one_cpu(settings, "server-worker")
     app = create_celery(settings)
     install_server_duties(app, settings)
+    freeze_when_worker_ready()
     app.worker_main(
         [
             "worker",
@@ -114,6 +116,7 @@ def device_worker(
     from tasks.celery_app import create_celery
     from worker_host.device_worker import device_worker_argv, install_device_runtime
     from worker_host.simulator import SimulatedDevice
+    from worker_host.startup_objects import freeze_when_worker_ready
 
     settings = _settings()
     _logging(settings, role="device-worker", device=name)
@@ -125,6 +128,7 @@ def device_worker(
     app = create_celery(settings)
     overrides = {"address": address, "baudrate": baudrate, "codec": codec}
     install_device_runtime(app, settings, name, overrides)
+    freeze_when_worker_ready()
     app.worker_main(device_worker_argv(name, settings, settings.log_level))
 
 
