@@ -71,6 +71,15 @@ class CommandPump:
             thread.join(STOP_NUDGE_S)
 
     def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._serve()
+            except Exception:  # a bug must not leave the device without its command thread
+                log.exception("command thread failed; it starts again",
+                              extra={"device": self.runtime.device})  # fmt: skip
+                self._stopping.wait(RETRY_S)
+
+    def _serve(self) -> None:
         events = TaskEventBatch(self.app, self.hostname)
         context = {"device": self.runtime.device}
         try:

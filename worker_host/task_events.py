@@ -53,7 +53,12 @@ class TaskEventBatch:
     def send(self, event_type: str, **fields: Any) -> None:
         """Add an event to the batch; the first one of a batch sets when it goes out."""
         with self._changed:
-            self.dispatcher.send(event_type, **fields)
+            try:
+                # A full buffer (the dispatcher's buffer_limit) is published here and now,
+                # which bounds a batch's size and the pause its publish makes.
+                self.dispatcher.send(event_type, **fields)
+            except Exception as e:  # the broker is away: Flower misses these, commands do not
+                log.warning("task events not sent", extra={"error": str(e)})
             if self.flush_at is None:
                 self.flush_at = time.monotonic() + EVENT_BATCH_S
                 self._changed.notify()
@@ -83,8 +88,11 @@ class TaskEventBatch:
             self._changed.notify()
         self._watcher.join(CLOSE_TIMEOUT_S)
         self.flush()
-        self.dispatcher.close()
-        self.connection.release()
+        try:
+            self.dispatcher.close()
+            self.connection.release()
+        except Exception as e:  # the broker is away; nothing is left to send
+            log.warning("task event connection not closed", extra={"error": str(e)})
 
     def _flush_locked(self) -> None:
         self.flush_at = None

@@ -155,6 +155,30 @@ def test_a_long_command_shows_as_started_while_it_runs(
         events.close()
 
 
+def test_the_thread_outlives_a_failure_of_its_own(
+    live: LiveStore,
+    pump: CommandPump,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_next = pump.pop.next
+    failures = []
+
+    def fail_once(timeout_s: float) -> bytes | None:
+        if not failures:
+            failures.append(timeout_s)
+            raise RuntimeError("a bug in the pop")
+        return real_next(timeout_s)
+
+    monkeypatch.setattr(pump.pop, "next", fail_once)
+    with caplog.at_level(logging.ERROR, logger="hwq.device"):
+        pump.start()
+        command = _wait_settled(live, _submit(live, "ECHO still here"))
+    assert command["response"] == {"text": "ECHO still here"}
+    assert failures, "the failure was never injected"
+    assert "command thread failed; it starts again" in [r.getMessage() for r in caplog.records]
+
+
 def test_a_message_that_is_no_command_is_dropped_and_the_next_one_runs(
     live: LiveStore, pump: CommandPump, caplog: pytest.LogCaptureFixture
 ) -> None:
