@@ -23,6 +23,7 @@ from tasks.auth import Principal
 from tasks.command_record import public_view, utc_now_iso
 from tasks.connections import redis_client
 from tasks.db import ledger, registry, tokens
+from tasks.db.command_insert import CommandInsert
 from tasks.db.engine import make_engine, make_sessions
 from tasks.db.write_lock import writer_turn
 from tasks.errors import (
@@ -61,6 +62,7 @@ class HwqService:
         self.live = LiveStore(self.redis, settings.key_prefix)
         self.engine = make_engine(settings.sqlalchemy_url)
         self.sessions = make_sessions(self.engine)
+        self._insert_command = CommandInsert(self.engine)
         self._token_cache: dict[str, tuple[float, Principal]] = {}
         self._accepted = RecentlyAccepted()
         self._token_lock = threading.Lock()
@@ -222,8 +224,7 @@ class HwqService:
         }
         # The ledger row is committed before the message exists, so no worker can run a
         # command the ledger does not know; a refusal afterwards removes the row again.
-        with self._writing() as connection:
-            ledger.insert_command(connection, values)
+        self._insert_command.insert(values)
         message = self.live.execute_message(values["id"], device)
         try:
             result = self.live.create(values, self.settings.queue_cap, enqueue=message)

@@ -49,34 +49,36 @@ def _iso(value: datetime | None) -> str | None:
 
 # Built once: a statement without literal values is compiled once and cached per dialect, where
 # `insert(...).values(...)` was rebuilt, coerced and cache-keyed anew for every command.
-_INSERT_COMMAND = insert(CommandRow)
+INSERT_COMMAND = insert(CommandRow)
 _DELETE_COMMAND = delete(CommandRow).where(CommandRow.id == bindparam("command_id"))
 
 
 def insert_command(connection: Connection, values: dict[str, Any]) -> None:
     """Add an accepted command's row; the caller commits before publishing."""
     # A Core insert: the ORM's unit of work costs more than the row on this hot path.
-    connection.execute(
-        _INSERT_COMMAND,
-        {
-            "id": values["id"],
-            "device": values["device"],
-            "user": values["user"],
-            "kind": values["kind"],
-            "payload": values["payload"],
-            "read": values.get("read"),
-            "state": "queued",
-            "response": None,
-            "analysis": values.get("analysis"),
-            "error": None,
-            "attempts": 0,
-            "timeout_s": values["timeout_s"],
-            "expires_s": values.get("expires_s"),
-            "idempotent": values["idempotent"],
-            "last_seq": 0,
-            "created_at": parse_iso(values["created_at"]),
-        },
-    )
+    connection.execute(INSERT_COMMAND, command_row(values))
+
+
+def command_row(values: dict[str, Any]) -> dict[str, Any]:
+    """The ledger row of a command just accepted, by column."""
+    return {
+        "id": values["id"],
+        "device": values["device"],
+        "user": values["user"],
+        "kind": values["kind"],
+        "payload": values["payload"],
+        "read": values.get("read"),
+        "state": "queued",
+        "response": None,
+        "analysis": values.get("analysis"),
+        "error": None,
+        "attempts": 0,
+        "timeout_s": values["timeout_s"],
+        "expires_s": values.get("expires_s"),
+        "idempotent": values["idempotent"],
+        "last_seq": 0,
+        "created_at": parse_iso(values["created_at"]),
+    }
 
 
 def delete_command(connection: Connection, command_id: str) -> None:
