@@ -20,6 +20,7 @@ from tasks.live_store import PRESENCE_TTL_S, LiveStore
 from tasks.queues import device_queue, device_worker_name
 from worker_host.command_pump import CommandPump
 from worker_host.device_runtime import DeviceRuntime
+from worker_host.signal_wakeup import WakeLoopOnSignal
 
 log = logging.getLogger("hwq.device")
 
@@ -133,6 +134,7 @@ def install_device_runtime(
     app.steps["worker"].add(DevicePresence)
     app.steps["worker"].add(CommandThread)
     app.steps["consumer"].add(LeaveQueueToCommandThread)
+    app.steps["consumer"].add(WakeLoopOnSignal)
     report_served_queue(queue)
     return runtime
 

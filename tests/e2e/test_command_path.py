@@ -5,7 +5,11 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
+from worker_host.device_worker import DEVICE_HEARTBEAT_S
 from worker_host.local_stack import Stack
+
+# An idle worker told to stop must be gone well before its next heartbeat would wake it.
+IDLE_STOP_S = DEVICE_HEARTBEAT_S / 2
 
 
 def _at(text: str) -> datetime:
@@ -200,3 +204,16 @@ def test_flower_receives_each_commands_task_events_even_when_the_worker_stops_ne
         finally:
             receiver.should_stop = True
             listener.join(timeout=10)
+
+
+def test_an_idle_device_worker_stops_at_once_when_told(stack: Stack, device_name: str) -> None:
+    """Ctrl-C or SIGTERM must not wait for an idle worker's next timer (its heartbeat, 10 s)."""
+    stack.add_sim_device(device_name)
+    assert stack.wait(stack.submit(device_name, "ECHO before"))["state"] == "done"
+    time.sleep(1)  # idle: the loop is in its long wait
+    process = stack.processes[f"device-{device_name}"]
+    started = time.monotonic()
+    stack.stop(f"device-{device_name}")
+    assert process.returncode is not None
+    assert time.monotonic() - started < IDLE_STOP_S
+    assert not stack.device(device_name)["online"]
