@@ -66,13 +66,12 @@ def install_device_runtime(
     live = LiveStore(
         redis_client(settings, max_connections=8), settings.key_prefix, settings.lease_grace_s
     )
-    runtime = DeviceRuntime(
-        live, app, device, device_worker_name(device, settings.hostname), overrides
-    )
+    node_name = device_worker_name(device, settings.hostname)
+    runtime = DeviceRuntime(live, app, device, node_name, overrides)
     # `hwq.execute` stays a registered task: should a message reach Celery's pool after all,
     # it runs on the same runtime, under the same lock.
     definitions.install("executor", runtime)
-    pump = CommandPump(app, runtime, device_worker_name(device, settings.hostname))
+    pump = CommandPump(app, runtime, node_name)
     queue = device_queue(device)
 
     class LeaveQueueToCommandThread(bootsteps.StartStopStep):

@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 from tasks.command_record import utc_now_iso
+from tasks.live_store import LiveStore
 
 
 def command_values(device: str = "dev0", **extra: Any) -> dict[str, Any]:
@@ -26,3 +27,11 @@ def command_values(device: str = "dev0", **extra: Any) -> dict[str, Any]:
         **extra,
     }
 
+
+
+def submitted(live: LiveStore, device: str, payload: str, **extra: Any) -> str:
+    """A queued command with its message on the device's queue, as the API makes it."""
+    values = command_values(device, payload=payload, **{"timeout_s": 2.0, **extra})
+    enqueue = live.execute_message(values["id"], device)
+    assert live.create(values, queue_cap=100, enqueue=enqueue).moved
+    return str(values["id"])

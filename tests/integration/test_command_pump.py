@@ -21,7 +21,7 @@ from worker_host.device_runtime import DeviceRuntime
 from worker_host.queue_pop import IDLE_POP_S
 from worker_host.task_events import EVENT_BATCH_S
 
-from command_factory import command_values
+from command_factory import submitted
 
 DEVICE = "dev0"
 WORKER = "dev0@host"
@@ -54,11 +54,7 @@ def pump(app: Celery, live: LiveStore) -> Iterator[CommandPump]:
 
 
 def _submit(live: LiveStore, payload: str, **extra: Any) -> str:
-    """Create a queued command with its message on the device's queue, as the API does."""
-    values = command_values(DEVICE, payload=payload, **{"timeout_s": 2.0, **extra})
-    enqueue = live.execute_message(values["id"], DEVICE)
-    assert live.create(values, queue_cap=100, enqueue=enqueue).moved
-    return str(values["id"])
+    return submitted(live, DEVICE, payload, **extra)
 
 
 def _wait_settled(live: LiveStore, command_id: str, timeout_s: float = 10.0) -> dict[str, Any]:

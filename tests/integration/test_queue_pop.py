@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pytest
 import redis
@@ -11,7 +12,7 @@ import redis
 from tasks.live_store import LiveStore
 from worker_host.queue_pop import IDLE_POP_S, QueuePop
 
-from command_factory import command_values
+from command_factory import submitted
 
 DEVICE = "dev0"
 # A client's socket timeout, short enough for a test to outwait.
@@ -25,11 +26,8 @@ def live(redis_client: redis.Redis, key_prefix: str) -> LiveStore:
     return store
 
 
-def _submit(live: LiveStore, payload: str) -> str:
-    values = command_values(DEVICE, payload=payload)
-    enqueue = live.execute_message(values["id"], DEVICE)
-    assert live.create(values, queue_cap=100, enqueue=enqueue).moved
-    return str(values["id"])
+def _submit(live: LiveStore, payload: str, **extra: Any) -> str:
+    return submitted(live, DEVICE, payload, **extra)
 
 
 def test_a_message_put_back_is_the_next_one_popped(live: LiveStore) -> None:
