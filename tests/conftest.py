@@ -12,12 +12,26 @@ import redis
 
 from config import Settings
 from worker_host.embedded_redis import EmbeddedRedis
+from worker_host.local_stack import Stack, running_stack
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # The PostgreSQL server the database tests use; each run makes and drops its own database.
 POSTGRES_ADMIN_URL = os.environ.get(
     "HWQ_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
+
+
+# Tiers marked by folder, so `-m "not e2e"` gives the fast loop.
+_FOLDER_MARKS = {"e2e": ("e2e",), "faults": ("faults", "e2e")}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by its tier folder: e2e/ and faults/ run real hwq processes."""
+    for item in items:
+        parts = item.path.parts
+        tier = parts[parts.index("tests") + 1] if "tests" in parts else ""
+        for mark in _FOLDER_MARKS.get(tier, ()):
+            item.add_marker(getattr(pytest.mark, mark))
 
 
 def unavailable(reason: str) -> None:
@@ -95,3 +109,16 @@ def settings(redis_url: str, key_prefix: str, database_url: str, tmp_path: Path)
         key_prefix=key_prefix,
         api_threads=8,
     )
+
+
+@pytest.fixture(scope="module")
+def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """API and server worker on SQLite, shared by a module's tests; devices are per test."""
+    with running_stack(tmp_path_factory.mktemp("hwq-home"), redis_url) as stack:
+        yield stack
+
+
+@pytest.fixture
+def device_name() -> str:
+    """A device name no other test uses."""
+    return f"d{uuid.uuid4().hex[:8]}"
