@@ -80,12 +80,13 @@ class DeviceRuntime:
             if self._exchange is not None:
                 self._exchange.transport.close()
             transport = SerialTransport(str(config["address"]), int(config.get("baudrate") or 0))
-            self._exchange = DeviceExchange(
+            exchange = DeviceExchange(
                 transport, self._noise, device=self.device, on_late_reply=self._late_reply
             )
-            self._port_settings = settings
+            # Kept only once this has been read, so a Redis error means it is read next time.
+            self._expect_replies_left_in_flight(exchange, current)
+            self._exchange, self._port_settings = exchange, settings
             self._profiled_config = None
-            self._expect_replies_left_in_flight(self._exchange, current)
         if config is not self._profiled_config:
             self._exchange.profile = self._profile(config)
             self._profiled_config = config
