@@ -20,6 +20,7 @@ from pydantic import (
     field_validator,
 )
 
+from tasks.device_options import check_options
 from tasks.lifecycle import State
 from tasks.queues import DEVICE_NAME_PATTERN
 
@@ -58,6 +59,11 @@ def _single_line(value: str) -> str:
     return value
 
 
+DeviceOptions = Annotated[
+    dict[str, Any],
+    AfterValidator(check_options),
+    Field(description="Serial settings and allowances (see the README's device options)"),
+]
 DeviceName = Annotated[
     str, Field(pattern=DEVICE_NAME_PATTERN.pattern, description="Lower-case name; also its queue")
 ]
@@ -83,7 +89,7 @@ class DeviceCreate(StrictModel):
     address: str | None = Field(None, description="pyserial URL or port; none for http-poll")
     baudrate: Baudrate = 115200
     codec: Codec = "line"
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: DeviceOptions = Field(default_factory=dict)
 
 
 class DeviceUpdate(StrictModel):
@@ -94,7 +100,7 @@ class DeviceUpdate(StrictModel):
     address: str | None = None
     baudrate: Baudrate | None = None
     codec: Codec | None = None
-    options: dict[str, Any] | None = None
+    options: DeviceOptions | None = None
 
     @field_validator("name", "transport", "baudrate", "codec", "options", mode="before")
     @classmethod

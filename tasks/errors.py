@@ -90,3 +90,9 @@ class ReplyTimeout(DeviceError):
     """The device did not complete its reply within the command's timeout."""
 
     title = "Reply timed out"
+
+
+class PortNotClean(DeviceError):
+    """The port may still hold another command's bytes, so the command was not written."""
+
+    title = "Device port not clean"

@@ -188,6 +188,10 @@ class LiveStore:
             fields=fields,
         )
 
+    def note(self, command_id: str, detail: str) -> TransitionResult:
+        """Append an event to a command's log without changing its state (`moved` if logged)."""
+        return self._run("note", command_id, detail=detail)
+
     def broker_queue_key(self, device: str) -> str:
         """The Redis list holding the device's Celery messages."""
         return broker_key_prefix(self.prefix) + device_queue(device)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import functools
 import logging
 import threading
@@ -20,12 +21,14 @@ from sqlalchemy.orm import Session
 from config import Settings
 from tasks.analysis import check_analysis_request
 from tasks.auth import Principal
+from tasks.command_fit import kind_misfit, raw_line_bytes
 from tasks.command_record import public_view, utc_now_iso
 from tasks.connections import redis_client
 from tasks.db import ledger, registry, tokens
 from tasks.db.command_insert import CommandInsert
 from tasks.db.engine import make_engine, make_sessions
 from tasks.db.write_lock import writer_turn
+from tasks.device_options import device_profile
 from tasks.errors import (
     CommandStateError,
     Conflict,
@@ -199,9 +202,10 @@ class HwqService:
     # commands -----------------------------------------------------------------------------
     def submit(self, device: str, user: str, request: dict[str, Any]) -> dict[str, Any]:
         """Accept a command: ledger row, live state, then the message to the device's queue."""
-        # Only python commands need the device's settings; for the rest, the atomic create
-        # below checks the device is registered without another round trip.
-        if request["kind"] == "python" and not _allows_python(self._device_config(device)):
+        # One read of the mirrored settings; an unknown device is a 404 before any row exists.
+        config = self._device_config(device)
+        _check_fits_device(device, config, request)
+        if request["kind"] == "python" and not _allows_python(config):
             raise ValidationFailed(
                 f"device {device!r} does not allow python commands",
                 [{"field": "kind", "message": "python is not enabled on this device"}],
@@ -333,6 +337,24 @@ class HwqService:
             if ledger.get_command(session, command_id) is None:
                 raise NotFound(f"no command with id {command_id!r}")
             return ledger.events(session, command_id)
+
+
+def _check_fits_device(device: str, config: dict[str, Any], request: dict[str, Any]) -> None:
+    """ValidationFailed unless the command's kind fits the device's codec (DESIGN §3), and a
+    raw payload to a line device is one line."""
+    kind = request["kind"]
+    try:
+        profile = device_profile(config)
+    except ValueError as e:
+        raise ValidationFailed(f"device {device!r} has a bad setting ({e}); fix it first") from None
+    misfit = kind_misfit(device, profile.codec, kind)
+    if misfit is not None:
+        raise ValidationFailed(misfit, [{"field": "kind", "message": misfit}])
+    if kind == "raw" and profile.codec == "line":
+        try:
+            raw_line_bytes(device, profile, base64.b64decode(request["payload"]))
+        except ValueError as e:
+            raise ValidationFailed(str(e), [{"field": "payload", "message": str(e)}]) from None
 
 
 def _allows_python(config: dict[str, Any]) -> bool:

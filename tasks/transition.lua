@@ -113,6 +113,13 @@ local state = redis.call('HGET', cmd_key, 'state')
 if not state then return {-1, '', ''} end
 local device = redis.call('HGET', cmd_key, 'device')
 
+-- Mode "note" logs an event (ARGV 5 its detail) that changes nothing, such as a reply that
+-- came after its command had ended, in whatever state the command is, terminal ones too.
+if mode == 'note' then
+  record(state, {})
+  return {1, state, state}
+end
+
 local wanted = split(targets)
 if mode == 'claim' then
   local deadline = redis.call('HGET', cmd_key, 'expires_at')

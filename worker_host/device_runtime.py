@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from celery import Celery
 
 from tasks.analysis import MANUAL
 from tasks.celery_app import ANALYZE_TASK, PUBLISH_RETRY_POLICY
+from tasks.device_options import DeviceProfile, device_profile
 from tasks.errors import DeviceError, ReplyTimeout
 from tasks.lifecycle import State
 from tasks.live_store import LiveStore, TransitionResult
@@ -31,6 +34,8 @@ CONFIG_CACHE_S = 2.0
 RECHECK_AFTER_SHARE_OF_LEASE = 0.5
 # Settings whose change means the port must be opened anew.
 _PORT_SETTINGS = ("address", "baudrate")
+# A late reply is kept as an event whose detail holds at most this much of it.
+LATE_REPLY_DETAIL_CHARS = 1000
 
 
 class DeviceRuntime:
@@ -53,6 +58,7 @@ class DeviceRuntime:
         self._port_settings: tuple[Any, ...] | None = None
         self._config: dict[str, Any] | None = None
         self._config_read_at = 0.0
+        self._profiled_config: dict[str, Any] | None = None
         # One thread runs the commands, but a redelivery must never race the port.
         self._lock = threading.Lock()
         self._recheck_after_s = live.lease_grace_s * RECHECK_AFTER_SHARE_OF_LEASE
@@ -68,28 +74,98 @@ class DeviceRuntime:
         self._config, self._config_read_at = config, now
         return config
 
-    def _exchange_for(self, config: dict[str, Any]) -> DeviceExchange:
+    def _exchange_for(self, config: dict[str, Any], current: str | None) -> DeviceExchange:
         settings = tuple(config.get(k) for k in _PORT_SETTINGS)
         if self._exchange is None or settings != self._port_settings:
             if self._exchange is not None:
                 self._exchange.transport.close()
             transport = SerialTransport(str(config["address"]), int(config.get("baudrate") or 0))
-            self._exchange = DeviceExchange(transport, on_noise=self._noise)
-            self._port_settings = settings
+            exchange = DeviceExchange(
+                transport, self._noise, device=self.device, on_late_reply=self._late_reply
+            )
+            # Kept only once this has been read, so a Redis error means it is read next time.
+            self._expect_replies_left_in_flight(exchange, current)
+            self._exchange, self._port_settings = exchange, settings
+            self._profiled_config = None
+        if config is not self._profiled_config:
+            self._exchange.profile = self._profile(config)
+            self._profiled_config = config
         return self._exchange
+
+    def _profile(self, config: dict[str, Any]) -> DeviceProfile:
+        try:
+            return device_profile(config)
+        except ValueError as e:
+            raise DeviceError(f"device {self.device} has a bad setting: {e}") from None
+
+    def _ready_exchange(self, current: str | None) -> DeviceExchange:
+        """The exchange for the device's current settings, its port open."""
+        exchange = self._exchange_for(self._device_config(), current)
+        exchange.check_ready()
+        return exchange
+
+    def _expect_replies_left_in_flight(self, exchange: DeviceExchange, current: str | None) -> None:
+        """Make the first command wait for a reply owed to a command a previous worker of this
+        device had in flight when it died: the device may still send it."""
+        ids = self.live.redis.smembers(self.live.device_set_key(self.device, "inflight"))
+        left = [
+            values
+            for values in self.live.get_many(sorted(i.decode() for i in ids))
+            if values is not None and values["id"] != current
+            if values.get("state") == State.DISPATCHED and values.get("dispatched_at")
+        ]
+        if not left:
+            return
+        last = max(left, key=lambda values: str(values["dispatched_at"]))
+        deadline = datetime.fromisoformat(str(last["dispatched_at"])).timestamp() + float(
+            last.get("timeout_s") or 0
+        )
+        seconds_left = deadline - datetime.now(UTC).timestamp()
+        exchange.expect_late_reply(last["id"], str(last["kind"]), last.get("read"), seconds_left)
+        log.info("waiting out a command left in flight",
+                 extra={"device": self.device, "command": last["id"]})  # fmt: skip
 
     def _noise(self, data: bytes) -> None:
         self.live.append_rx(self.device, data)
 
+    def _late_reply(self, command_id: str, response: dict[str, object]) -> None:
+        detail = f"late_reply: {json.dumps(response)}"[:LATE_REPLY_DETAIL_CHARS]
+        self.live.note(command_id, detail)
+        log.info("late reply kept", extra={"device": self.device, "command": command_id})
+
     def execute(self, command_id: str) -> None:
         """Run a command if this delivery wins its claim; any other delivery does nothing."""
         with self._lock:
+            not_ready = self._settle_before_claim(command_id)
             claimed_at = time.monotonic()
             claim = self.live.claim(command_id, self.node_name)
-            self.run_claimed(command_id, claim, claimed_at)
+            self.run_claimed(command_id, claim, claimed_at, not_ready)
 
-    def run_claimed(self, command_id: str, claim: TransitionResult, claimed_at: float) -> None:
-        """Run a command whose claim has returned `claim`, sent no earlier than `claimed_at`."""
+    def _settle_before_claim(self, command_id: str) -> DeviceError | None:
+        """Drain a dirty port while the command is still queued; the error to fail it with.
+
+        Draining may take seconds: meanwhile the command can still be cancelled or expire,
+        and its lease, which starts at the claim, does not run out.
+        """
+        try:
+            exchange = self._ready_exchange(current=None)
+            if exchange.is_dirty and self.live.state_of(command_id) == State.QUEUED:
+                exchange.settle()
+        except DeviceError as e:
+            return e
+        return None
+
+    def run_claimed(
+        self,
+        command_id: str,
+        claim: TransitionResult,
+        claimed_at: float,
+        not_ready: DeviceError | None = None,
+    ) -> None:
+        """Run a command whose claim has returned `claim`, sent no earlier than `claimed_at`.
+
+        `not_ready`: why the device cannot take it (its port would not open or come clean).
+        """
         context = {"device": self.device, "command": command_id}
         if not claim.moved:
             log.info("delivery inert", extra={**context, "state": claim.state})
@@ -101,8 +177,9 @@ class DeviceRuntime:
         if values is None:
             return
         try:
-            exchange = self._exchange_for(self._device_config())
-            exchange.check_ready()
+            if not_ready is not None:
+                raise not_ready
+            exchange = self._ready_exchange(current=command_id)
             # A late reply owed by a timed-out command is waited out before the re-check, so
             # the re-check is the last thing that happens before bytes go out.
             exchange.settle()
@@ -115,7 +192,11 @@ class DeviceRuntime:
                 log.warning("claim lost before writing", extra=context)
                 return
             response = exchange.run(
-                values["kind"], values["payload"], float(values["timeout_s"]), values.get("read")
+                values["kind"],
+                values["payload"],
+                float(values["timeout_s"]),
+                values.get("read"),
+                command_id=command_id,
             )
         except ReplyTimeout as e:
             self._finish(command_id, State.TIMED_OUT, str(e), context)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-from collections.abc import Callable
 from typing import Protocol
 
-from tasks.errors import DeviceError, ReplyTimeout
+from tasks.command_fit import kind_misfit, raw_line_bytes
+from tasks.device_options import DeviceProfile
+from tasks.errors import DeviceError, PortNotClean, ReplyTimeout
 from worker_host.codecs import (
     DEFAULT_LINE_TERMINATOR,
     FRAME_DELIMITER,
@@ -18,15 +19,11 @@ from worker_host.codecs import (
     decode_reply,
     encode_request,
 )
+from worker_host.port_state import DirtyPort, LateReplySink, NoiseSink, drain_until_clean
 from worker_host.transport import SerialTransport
 
-# How long the next command waits for the reply a timed-out command still owes, so that the
-# late reply is not taken for the next command's answer.
-LATE_REPLY_GRACE_S = 2.0
 # Sequence numbers are one byte on the wire.
 _SEQ_MODULO = 256
-
-NoiseSink = Callable[[bytes], None]
 
 
 class _Reply(Protocol):
@@ -104,14 +101,19 @@ class _RawReply:
     def unconsumed(self) -> bytes:
         return self._assembler.leftover if self._done else self._assembler.reply
 
+    @property
+    def data(self) -> bytes:
+        """The reply's bytes."""
+        return self._assembler.reply
+
     def response(self) -> dict[str, object]:
         return {"data": base64.b64encode(self._assembler.reply).decode("ascii")}
 
 
 class _FrameReply:
-    """The reply frame carrying one sequence number; other or corrupt frames are noise."""
+    """The reply frame with one sequence number (None: any); other or bad frames are noise."""
 
-    def __init__(self, seq: int) -> None:
+    def __init__(self, seq: int | None) -> None:
         self._seq = seq
         self._splitter = FrameSplitter()
         self._answer: dict[str, object] | None = None
@@ -128,7 +130,7 @@ class _FrameReply:
                 reply = decode_reply(frame)
             except DeviceError:
                 reply = None
-            if reply is None or reply.seq != self._seq:
+            if reply is None or (self._seq is not None and reply.seq != self._seq):
                 noise += frame + FRAME_DELIMITER
                 continue
             self._answer = {"status": reply.status, "values": reply.values}
@@ -152,28 +154,56 @@ class _FrameReply:
 
 
 class DeviceExchange:
-    """Sends one command and collects its reply; remembers a reply owed by a timed-out command."""
+    """Sends one command and collects its reply, on a port it keeps clean between commands.
+
+    The port is dirty (`port_state.py`) from the moment a command is written until its whole
+    reply has come and nothing after it, and whenever the port is opened; `settle` drains a
+    dirty port before the next command goes out.
+    """
 
     def __init__(
         self,
         transport: SerialTransport,
         on_noise: NoiseSink,
-        late_reply_grace_s: float = LATE_REPLY_GRACE_S,
+        profile: DeviceProfile | None = None,
+        device: str | None = None,
+        on_late_reply: LateReplySink | None = None,
     ) -> None:
         self.transport = transport
+        self.profile = profile or DeviceProfile()
+        self.device = device or transport.url
         self._on_noise = on_noise
-        self._grace_s = late_reply_grace_s
+        self._on_late_reply: LateReplySink = on_late_reply or (lambda _command, _reply: None)
         self._seq = 0
-        # Received bytes that belong to no command yet: a partial late reply, or what
-        # followed a reply. Reported as noise before the next command is written.
+        # Received bytes that belong to no command: a partial late reply, or what followed a
+        # reply. Reported as noise before the next command is written.
         self._pending = b""
-        # Reader of the reply a timed-out command may still send.
-        self._owed: _Reply | None = None
+        self._dirty: DirtyPort | None = None
+
+    @property
+    def is_dirty(self) -> bool:
+        """Whether the port must be drained before the next command is written."""
+        return self._dirty is not None or not self.transport.is_open
 
     def check_ready(self) -> None:
         """Open the port if it is closed; DeviceError if it cannot be opened."""
         if not self.transport.is_open:
             self.transport.open()
+            # A previous worker, or this one before an error, may have left a command on the
+            # device whose answer is still to come.
+            self._dirty = self._dirty or DirtyPort("the port was opened")
+
+    def expect_late_reply(
+        self, command_id: str, kind: str, read: dict[str, object] | None, within_s: float
+    ) -> None:
+        """Make the next command wait for the reply a command a previous worker left in flight
+        may still get, for at least `within_s` (what is left of that command's timeout)."""
+        try:
+            owed: _Reply | None = self._reader(kind, read, seq=None)
+        except DeviceError:
+            owed = None
+        cause = f"command {command_id} was left in flight by a previous worker"
+        self._dirty = DirtyPort(cause, owed, command_id, max(0.0, within_s))
 
     def run(
         self,
@@ -181,40 +211,70 @@ class DeviceExchange:
         payload: object,
         timeout_s: float,
         read: dict[str, object] | None = None,
+        command_id: str | None = None,
     ) -> dict[str, object]:
         """Send one command of the given kind and return its response object (DESIGN §3)."""
         if not timeout_s > 0:
             raise DeviceError(f"timeout must be positive, got {timeout_s!r}")
         request, reply = self._prepare(kind, payload, read)
+        self.settle()
+        # Whatever the device sends from here until the whole reply is in may be this
+        # command's: if anything cuts the exchange short, the port stays dirty.
+        self._dirty = DirtyPort(f"command {command_id or kind} was cut short")
         try:
-            self.settle()
             self.transport.write(request)
             self._collect(reply, time.monotonic() + timeout_s, timeout_s)
         except ReplyTimeout:
             self._pending = reply.unconsumed()
-            # A raw reply has no boundary to wait for later; line and frame replies do.
-            self._owed = None if kind == "raw" else reply
+            self._dirty = DirtyPort(f"command {command_id or kind} timed out", reply, command_id)
             raise
         except DeviceError:
-            # The transport closed the port: whatever was buffered is gone with it.
-            self._pending, self._owed = b"", None
+            self._port_lost()
             raise
         self._pending = reply.unconsumed()
+        self._dirty = self._dirt_after(kind, reply)
         return reply.response()
+
+    def _dirt_after(self, kind: str, reply: _Reply) -> DirtyPort | None:
+        """What a completed reply leaves: a clean port, unless the device may still be talking."""
+        if self._pending:
+            return DirtyPort("a reply followed by more bytes")
+        # A raw reply ended by a count or a silence may have stopped mid-line.
+        mid_line = isinstance(reply, _RawReply) and not reply.data.endswith(
+            self.profile.line_ending[-1:]
+        )
+        if mid_line and self.profile.codec == "line":
+            return DirtyPort("a raw reply that ended mid-line")
+        return None
+
+    def _port_lost(self) -> None:
+        # The transport closed the port: whatever was buffered is gone with it, and reopening
+        # it makes it dirty again.
+        self._pending, self._dirty = b"", None
 
     def _prepare(
         self, kind: str, payload: object, read: dict[str, object] | None
     ) -> tuple[bytes, _Reply]:
-        """Check the payload and build the wire request and the reader of its reply."""
+        """Check the command fits the device and build the wire request and its reply reader."""
+        misfit = kind_misfit(self.device, self.profile.codec, kind)
+        if misfit is not None:
+            raise DeviceError(misfit)
         if kind == "line":
             if not isinstance(payload, str):
                 raise DeviceError("line payload must be a string")
-            if "\n" in payload:
+            if "\n" in payload or "\r" in payload:
                 # The device would take it for two commands and answer twice.
                 raise DeviceError("line payload must not contain a line break")
-            return payload.encode("utf-8") + DEFAULT_LINE_TERMINATOR, _LineReply()
+            request = payload.encode("utf-8") + self.profile.line_ending
+            return request, self._reader(kind, read, seq=None)
         if kind == "raw":
-            return _b64("payload", payload), _RawReply(_raw_assembler(read or {}))
+            request = _b64("payload", payload)
+            if self.profile.codec == "line":
+                try:
+                    request = raw_line_bytes(self.device, self.profile, request)
+                except ValueError as e:
+                    raise DeviceError(str(e)) from None
+            return request, self._reader(kind, read, seq=None)
         if kind == "frame":
             if not isinstance(payload, dict):
                 raise DeviceError("frame payload must be an object {command_id, args}")
@@ -227,39 +287,54 @@ class DeviceExchange:
             except ValueError as e:
                 raise DeviceError(f"bad frame payload: {e}") from e
             self._seq = (seq + 1) % _SEQ_MODULO
-            return request, _FrameReply(seq)
+            return request, self._reader(kind, read, seq)
+        raise DeviceError(f"unknown command kind {kind!r} for {self.transport.url}")
+
+    def _reader(self, kind: str, read: dict[str, object] | None, seq: int | None) -> _Reply:
+        """The reader of one reply of this kind; a frame reader with no seq takes any reply."""
+        if kind == "line":
+            return _LineReply(self.profile.line_ending[-1:])
+        if kind == "raw":
+            return _RawReply(_raw_assembler(read or {}))
+        if kind == "frame":
+            return _FrameReply(seq)
         raise DeviceError(f"unknown command kind {kind!r} for {self.transport.url}")
 
     def settle(self) -> None:
-        """Wait out a reply a timed-out command still owes, and report stale bytes as noise.
+        """Report stale bytes as noise and drain a dirty port until it is clean.
 
         run() does this before writing; a worker that calls it first can re-check a command's
-        claim and deadline after the wait, right before run() puts bytes on the port.
+        claim and deadline after the wait, right before run() puts bytes on the port. Raises
+        PortNotClean if the device kept sending for the whole grace; the port stays dirty.
         """
         try:
-            stale = self._take_stale()
-        except DeviceError:
-            self._pending, self._owed = b"", None
+            self.check_ready()
+            stale, self._pending = self._pending, b""
+            if stale:
+                self._on_noise(stale)
+            dirty, self._dirty = self._dirty, None
+            if dirty is None:
+                waiting = self.transport.drain()
+                if waiting:
+                    self._on_noise(waiting)
+                return
+            try:
+                drain_until_clean(
+                    self.transport,
+                    dirty,
+                    self.profile,
+                    self.device,
+                    self._on_noise,
+                    self._on_late_reply,
+                )
+            except PortNotClean:
+                self._dirty = DirtyPort("the device kept sending")
+                raise
+        except PortNotClean:
             raise
-        if stale:
-            self._on_noise(stale)
-
-    def _take_stale(self) -> bytes:
-        """Everything received that no command is waiting for, late replies included."""
-        stale = bytearray(self._pending)
-        self._pending = b""
-        owed, self._owed = self._owed, None
-        if owed is not None:
-            deadline = time.monotonic() + self._grace_s
-            while not owed.complete(0.0):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                chunk = self.transport.read_some(remaining)
-                stale += chunk
-                owed.feed(chunk)
-        stale += self.transport.drain()
-        return bytes(stale)
+        except DeviceError:
+            self._port_lost()
+            raise
 
     def _collect(self, reply: _Reply, deadline: float, timeout_s: float) -> None:
         """Feed received bytes to reply until it is complete; ReplyTimeout at the deadline."""

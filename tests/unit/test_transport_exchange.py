@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tasks.device_options import DeviceProfile
 from tasks.errors import DeviceError, ReplyTimeout
 from worker_host.codecs import (
     FrameRequest,
@@ -41,16 +42,21 @@ def loop_transport() -> Iterator[SerialTransport]:
         transport.close()
 
 
+# The codec each simulator speaks.
+SIM_CODECS = {"scpi": "line", "echo": "raw", "frame": "frame"}
+
+
 @contextmanager
 def exchange_with(
-    kind: str, grace_s: float = 2.0, link_path: Path | None = None
+    kind: str, settle_s: float = 2.0, link_path: Path | None = None
 ) -> Iterator[tuple[DeviceExchange, list[bytes]]]:
     """An exchange on a simulated device of this kind, and the noise it reported."""
     noise: list[bytes] = []
+    profile = DeviceProfile(codec=SIM_CODECS[kind], settle_s=settle_s)
     with running_device(kind, link_path=link_path) as dev:
         transport = SerialTransport(str(link_path or dev.path))
         try:
-            yield DeviceExchange(transport, noise.append, late_reply_grace_s=grace_s), noise
+            yield DeviceExchange(transport, noise.append, profile), noise
         finally:
             transport.close()
 
@@ -209,7 +215,7 @@ def test_next_command_after_a_timeout_gets_its_own_reply() -> None:
 
 def test_late_frame_reply_is_noise_even_without_grace() -> None:
     # With no grace the late reply lands during the next command: its seq gives it away.
-    with exchange_with("frame", grace_s=0.0) as (exchange, noise):
+    with exchange_with("frame", settle_s=0.0) as (exchange, noise):
         with pytest.raises(ReplyTimeout):
             exchange.run("frame", {"command_id": 3, "args": [300]}, 0.1)
         assert exchange.run("frame", {"command_id": 1, "args": [9]}, 1.0) == {
@@ -244,7 +250,7 @@ def test_corrupt_and_foreign_frames_are_noise_and_the_wait_goes_on() -> None:
     with frame_peer(answer) as path:
         transport = SerialTransport(path)
         try:
-            reply = DeviceExchange(transport, noise.append).run(
+            reply = DeviceExchange(transport, noise.append, DeviceProfile(codec="frame")).run(
                 "frame", {"command_id": 1, "args": []}, 1.0
             )
         finally:

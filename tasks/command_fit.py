@@ -1,0 +1,45 @@
+"""Whether a command fits its device (DESIGN §3): checked by the API at submission, and by the
+device worker again before any byte goes out, since a device's codec may change in between.
+"""
+
+from __future__ import annotations
+
+from tasks.device_options import DeviceProfile
+
+# The kinds each codec carries; raw goes anywhere, python runs beside any device allowing it.
+KINDS_BY_CODEC = {
+    "line": ("line", "raw", "python"),
+    "raw": ("line", "raw", "python"),
+    "frame": ("frame", "raw", "python"),
+}
+# Bytes that end a line on some device; inside one raw payload they would make two commands.
+_LINE_BREAKS = (b"\r\n", b"\n", b"\r")
+
+
+def kind_misfit(device: str, codec: str, kind: str) -> str | None:
+    """Why a command of this kind cannot go to the device, or None if it can."""
+    if kind in KINDS_BY_CODEC.get(codec, ()):
+        return None
+    accepted = ", ".join(KINDS_BY_CODEC.get(codec, ()))
+    return f"device {device} speaks codec {codec}: it takes {accepted} commands, not {kind}"
+
+
+def raw_line_bytes(device: str, profile: DeviceProfile, payload: bytes) -> bytes:
+    """What a raw payload puts on a line device: one line, ended by the device's terminator.
+
+    A payload may end with a line break; one that does not gets the terminator, so no partial
+    line is left in the device to be joined to the next user's command. A line break inside
+    would make two commands, whose second reply the next command would take for its own:
+    ValueError, unless the device's options allow several lines.
+    """
+    body = payload
+    for ending in _LINE_BREAKS:
+        if body.endswith(ending):
+            body = body[: -len(ending)]
+            break
+    if not profile.raw_multiline and any(brk in body for brk in (b"\n", b"\r")):
+        raise ValueError(
+            f"device {device} is a line device: a raw payload may end with a line break but "
+            "not hold one inside (one command, one line; options.raw_multiline allows more)"
+        )
+    return payload if body != payload else payload + profile.line_ending
