@@ -89,6 +89,17 @@ class Settings:
         return replace(self, **changes)
 
 
+def masked_url(url: str) -> str:
+    """The URL fit to print: a password (or a user part that may be one) becomes ***."""
+    parts = urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at:
+        return url
+    user, colon, _password = userinfo.partition(":")
+    shown = f"{user}:***" if colon else "***"
+    return parts._replace(netloc=f"{shown}@{host}").geturl()
+
+
 def _parse_int(name: str, raw: str) -> int:
     try:
         return int(raw)
