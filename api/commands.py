@@ -63,7 +63,7 @@ def list_commands() -> dict[str, Any]:
 @require_role("operator")
 def cancel_command(command_id: str) -> dict[str, Any]:
     """Cancel a command that is still queued; 409 otherwise."""
-    return hwq_service().cancel(command_id)
+    return hwq_service().cancel(command_id, by=_principal_name())
 
 
 @bp.post("/commands/<command_id>/analysis")
@@ -72,7 +72,7 @@ def cancel_command(command_id: str) -> dict[str, Any]:
 def analyse_command(command_id: str) -> dict[str, Any]:
     """Finish a responded command that asked for manual analysis; 409 otherwise."""
     value = json_body(AnalysisSubmit).value
-    return hwq_service().analyse(command_id, value)
+    return hwq_service().analyse(command_id, value, by=_principal_name())
 
 
 @bp.get("/commands/<command_id>/events")
@@ -81,3 +81,9 @@ def analyse_command(command_id: str) -> dict[str, Any]:
 def command_events(command_id: str) -> dict[str, Any]:
     """Every state the command went through, with times."""
     return {"items": hwq_service().command_events(command_id)}
+
+
+def _principal_name() -> str | None:
+    """Who the request was authenticated as, for the events a change leaves."""
+    principal = current_principal()
+    return principal.name if principal else None

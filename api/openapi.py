@@ -181,6 +181,8 @@ def _path_parameters(rule: str) -> tuple[str, list[dict[str, Any]]]:
         schema: dict[str, Any] = {"type": "string"}
         if match["converter"] == "device":
             schema["pattern"] = DEVICE_NAME_PATTERN.pattern
+        elif match["converter"] == "int":
+            schema = {"type": "integer", "minimum": 0}
         parameters.append({"name": match["name"], "in": "path", "required": True, "schema": schema})
     return _PATH_ARG.sub(r"{\g<name>}", rule), parameters
 

@@ -82,6 +82,23 @@ class CommandEventList(BaseModel):
     items: list[CommandEvent]
 
 
+class Token(BaseModel):
+    """A bearer token as an admin sees it: never its secret or hash."""
+
+    id: int
+    name: str
+    role: str
+    device: str | None = Field(description="The device a device token acts for")
+    created_at: str
+    last_used_at: str | None = Field(description="Kept to the minute")
+
+
+class TokenList(BaseModel):
+    """Every token, oldest first."""
+
+    items: list[Token]
+
+
 class FieldProblem(BaseModel):
     """One invalid field."""
 

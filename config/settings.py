@@ -27,6 +27,8 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_QUEUE_CAP = 1000
 # A dispatched command whose worker is silent for timeout_s plus this long is taken for lost.
 DEFAULT_LEASE_GRACE_S = 15.0
+# A registered analyzer that runs longer than this is stopped; its verdict says so.
+DEFAULT_ANALYSIS_TIMEOUT_S = 5.0
 # Redis keys all start with this, so tests and several installs can share one server.
 DEFAULT_KEY_PREFIX = "hwq"
 
@@ -49,6 +51,7 @@ class Settings:
     queue_cap: int = DEFAULT_QUEUE_CAP
     visibility_timeout_s: int = DEFAULT_VISIBILITY_TIMEOUT_S
     lease_grace_s: float = DEFAULT_LEASE_GRACE_S
+    analysis_timeout_s: float = DEFAULT_ANALYSIS_TIMEOUT_S
     log_level: str = "INFO"
     log_json: bool = False
     # Each process keeps its threads on one CPU (worker_host/cpu_placement.py).
@@ -84,6 +87,17 @@ class Settings:
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with some fields changed (tests and `hwq up` use this)."""
         return replace(self, **changes)
+
+
+def masked_url(url: str) -> str:
+    """The URL fit to print: a password (or a user part that may be one) becomes ***."""
+    parts = urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at:
+        return url
+    user, colon, _password = userinfo.partition(":")
+    shown = f"{user}:***" if colon else "***"
+    return parts._replace(netloc=f"{shown}@{host}").geturl()
 
 
 def _parse_int(name: str, raw: str) -> int:
@@ -173,6 +187,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "queue_cap": _positive(_parse_int),
     "visibility_timeout_s": _visibility_timeout,
     "lease_grace_s": _parse_positive_float,
+    "analysis_timeout_s": _parse_positive_float,
     "log_level": _parse_log_level,
     "log_json": _parse_bool,
     "pin_cpu": _parse_bool,

@@ -10,14 +10,21 @@ from tasks.errors import ValidationFailed
 
 Analyzer = Callable[[dict[str, Any], dict[str, Any]], Any]
 MANUAL = "manual"
+# Analyzers see at most this many characters of a reply, so an analysis costs a bounded time;
+# a verdict on a longer reply says `"truncated": true`.
+MAX_ANALYSED_CHARS = 64 * 1024
 
 
-def _reply_text(response: dict[str, Any]) -> str:
+def _full_reply_text(response: dict[str, Any]) -> str:
     if "text" in response:
         return str(response["text"])
     if "stdout" in response:
         return str(response["stdout"])
     return str(response.get("values", response.get("data", "")))
+
+
+def _reply_text(response: dict[str, Any]) -> str:
+    return _full_reply_text(response)[:MAX_ANALYSED_CHARS]
 
 
 def analyze_number(response: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
@@ -83,6 +90,9 @@ def run_analyzer(analysis: dict[str, Any], response: dict[str, Any]) -> Any:
     """The verdict of the analyzer a command asked for; errors become part of the verdict."""
     analyzer = ANALYZERS[analysis["analyzer"]]
     try:
-        return analyzer(response or {}, analysis.get("params") or {})
+        verdict = analyzer(response or {}, analysis.get("params") or {})
     except Exception as e:  # an analyzer's bug must not strand the command in responded
         return {"error": f"{type(e).__name__}: {e}"}
+    if isinstance(verdict, dict) and len(_full_reply_text(response or {})) > MAX_ANALYSED_CHARS:
+        verdict = {**verdict, "truncated": True}
+    return verdict

@@ -14,10 +14,12 @@ TOKEN_PREFIX = "hwq_"
 
 @dataclass(frozen=True)
 class Principal:
-    """Who made a request: the token's name and role."""
+    """Who made a request: the token's name and role (and device, for a device token)."""
 
     name: str
     role: str
+    device: str | None = None
+    token_id: int | None = None
 
     def may(self, role: str) -> bool:
         """Whether this principal ranks at least as high as `role`."""

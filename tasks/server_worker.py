@@ -10,7 +10,8 @@ from celery import Celery, bootsteps
 
 from config import Settings
 from tasks import definitions
-from tasks.analysis import MANUAL, run_analyzer
+from tasks.analysis import MANUAL
+from tasks.analysis_sandbox import AnalyzerPool
 from tasks.connections import redis_client
 from tasks.db.engine import make_engine, make_sessions, migrate
 from tasks.lifecycle import State
@@ -21,11 +22,24 @@ from tasks.recorder import Recorder
 log = logging.getLogger("hwq.server")
 
 
+# An analysis message delivered this many times without its analysis ever finishing (its
+# worker died each time) is poison: the next delivery ends the command instead of running it.
+MAX_ANALYSIS_ATTEMPTS = 3
+# How long the count of a command's analysis attempts is kept.
+ANALYSIS_ATTEMPTS_TTL_S = 24 * 3600
+
+
+def analysis_attempts_key(key_prefix: str, command_id: str) -> str:
+    """The Redis counter of how often a command's analysis has started."""
+    return f"{key_prefix}:analysis-attempts:{command_id}"
+
+
 class AnalysisService:
     """Runs the registered analyzer a responded command asked for: responded → done."""
 
-    def __init__(self, live: LiveStore) -> None:
+    def __init__(self, live: LiveStore, analyzers: AnalyzerPool) -> None:
         self.live = live
+        self.analyzers = analyzers
 
     def analyze(self, command_id: str) -> None:
         """Analyse one command; a repeat delivery finds it done already and does nothing."""
@@ -35,22 +49,36 @@ class AnalysisService:
         analysis = values.get("analysis") or {}
         if analysis.get("analyzer") in (None, MANUAL):
             return
-        verdict = run_analyzer(analysis, values.get("response") or {})
+        context = {"command": command_id, "device": values["device"]}
+        attempts_key = analysis_attempts_key(self.live.prefix, command_id)
+        detail = f"analysed by {analysis['analyzer']}"
+        if self._count_attempt(attempts_key) > MAX_ANALYSIS_ATTEMPTS:
+            verdict: Any = {
+                "error": f"analysis abandoned: it started {MAX_ANALYSIS_ATTEMPTS} times "
+                "and never finished (the server worker stopped during each attempt)"
+            }
+            detail = f"analysis by {analysis['analyzer']} abandoned"
+        else:
+            verdict = self.analyzers.verdict(analysis, values.get("response") or {})
         self.live.move(
             command_id,
             State.DONE,
             expected=(State.RESPONDED,),
-            detail=f"analysed by {analysis['analyzer']}",
+            detail=detail,
             fields={"analysis": {**analysis, "value": verdict}},
         )
-        log.info(
-            "command analysed",
-            extra={
-                "command": command_id,
-                "device": values["device"],
-                "analyzer": analysis["analyzer"],
-            },
-        )
+        self.live.redis.delete(attempts_key)
+        if isinstance(verdict, dict) and "error" in verdict:
+            log.warning("analysis failed", extra={**context, "error": verdict["error"]})
+        else:
+            log.info("command analysed", extra={**context, "analyzer": analysis["analyzer"]})
+
+    def _count_attempt(self, key: str) -> int:
+        pipe = self.live.redis.pipeline()
+        pipe.incr(key)
+        pipe.expire(key, ANALYSIS_ATTEMPTS_TTL_S)
+        count, _ = pipe.execute()
+        return int(count)
 
 
 def install_server_duties(app: Celery, settings: Settings) -> None:
@@ -60,7 +88,8 @@ def install_server_duties(app: Celery, settings: Settings) -> None:
     engine = make_engine(settings.sqlalchemy_url, writes_first=True)
     migrate(engine)
     sessions = make_sessions(engine)
-    definitions.install("analysis", AnalysisService(live))
+    analyzers = AnalyzerPool(settings.analysis_timeout_s)
+    definitions.install("analysis", AnalysisService(live, analyzers))
 
     class ServerLoops(bootsteps.StartStopStep):
         """Starts the recorder and reaper beside the worker's task pool."""
@@ -87,5 +116,6 @@ def install_server_duties(app: Celery, settings: Settings) -> None:
             self.stop_flag.set()
             for thread in self.threads:
                 thread.join(timeout=5)
+            analyzers.close()
 
     app.steps["worker"].add(ServerLoops)

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -43,7 +44,8 @@ from tasks.recently_accepted import RecentlyAccepted
 
 log = logging.getLogger("hwq.service")
 
-# A token lookup is cached this long, so a busy client costs one SQL query per minute.
+# A token lookup is cached this long, so a busy client costs one SQL query per minute. Each
+# request still reads the revocation generation from Redis, so a revoked token fails at once.
 TOKEN_CACHE_TTL_S = 60.0
 
 
@@ -67,6 +69,7 @@ class HwqService:
         self.sessions = make_sessions(self.engine)
         self._insert_command = CommandInsert(self.engine)
         self._token_cache: dict[str, tuple[float, Principal]] = {}
+        self._token_generation: bytes | None = None
         self._accepted = RecentlyAccepted()
         self._token_lock = threading.Lock()
 
@@ -101,25 +104,60 @@ class HwqService:
             "version": _version(),
         }
 
+    @property
+    def _token_generation_key(self) -> str:
+        return f"{self.settings.key_prefix}:tokens:generation"
+
     def authenticate(self, token: str) -> Principal:
         """The principal behind a bearer token."""
         now = time.monotonic()
+        # Read before the cache and any SQL lookup: a revocation that lands meanwhile has
+        # moved the generation on, so what this request caches is dropped by the next one.
+        generation = self.redis.get(self._token_generation_key)
         with self._token_lock:
+            if generation != self._token_generation:
+                self._token_cache.clear()
+                self._token_generation = generation
             cached = self._token_cache.get(token)
         if cached and cached[0] > now:
             return cached[1]
-        with self._session() as session:
-            principal = tokens.find_principal(session, token)
-        if principal is None:
-            raise Unauthorized("the bearer token is not valid")
+        principal = self._look_up_token(token)
         with self._token_lock:
-            self._token_cache[token] = (now + TOKEN_CACHE_TTL_S, principal)
+            if generation == self._token_generation:
+                self._token_cache[token] = (now + TOKEN_CACHE_TTL_S, principal)
         return principal
 
-    def create_token(self, role: str, name: str) -> str:
-        """A new token for `name` with `role`."""
+    def _look_up_token(self, token: str) -> Principal:
+        wall_now = datetime.now(UTC)
         with self._session() as session:
-            return tokens.create_token(session, role, name)
+            row = tokens.find_token(session, token)
+            if row is None:
+                raise Unauthorized("the bearer token is not valid")
+            principal = tokens.principal_of(row)
+            stale = tokens.needs_touch(row, wall_now)
+        if stale and principal.token_id is not None:
+            with self._writing() as connection:
+                tokens.touch_token(connection, principal.token_id, wall_now)
+        return principal
+
+    def create_token(self, role: str, name: str, device: str | None = None) -> str:
+        """A new token for `name` with `role` (and `device`, for a device token)."""
+        with self._session() as session:
+            return tokens.create_token(session, role, name, device)
+
+    def list_tokens(self) -> list[dict[str, Any]]:
+        """Every token, without its secret."""
+        with self._session() as session:
+            return tokens.list_tokens(session)
+
+    def revoke_token(self, token_id: int, by: str) -> None:
+        """Delete a token; every API process refuses it from its next request on."""
+        with self._session() as session:
+            if not tokens.delete_token(session, token_id):
+                raise NotFound(f"no token with id {token_id}")
+        # After the commit: a process that sees the new generation finds the row gone.
+        self.redis.incr(self._token_generation_key)
+        log.info("token revoked", extra={"token_id": token_id, "by": by})
 
     # devices ------------------------------------------------------------------------------
     def _device_view(self, values: dict[str, Any]) -> dict[str, Any]:
@@ -293,13 +331,13 @@ class HwqService:
                     items[i] = values
         return [public_view(item) for item in items], next_cursor
 
-    def cancel(self, command_id: str) -> dict[str, Any]:
-        """queued → cancelled; anything else is a conflict."""
+    def cancel(self, command_id: str, by: str | None = None) -> dict[str, Any]:
+        """queued → cancelled; anything else is a conflict. `by`: who asked, for the event."""
         result = self.live.move(
             command_id,
             State.CANCELLED,
             expected=(State.QUEUED,),
-            detail="cancelled by request",
+            detail=f"cancelled by {by}" if by else "cancelled by request",
             fields={"cancel": "1"},
         )
         if not result.moved:
@@ -307,10 +345,10 @@ class HwqService:
             raise CommandStateError(
                 f"command {command_id} is {current}; only a queued command can be cancelled"
             )
-        log.info("command cancelled", extra={"command": command_id})
+        log.info("command cancelled", extra={"command": command_id, "by": by})
         return self.get_command(command_id)
 
-    def analyse(self, command_id: str, value: object) -> dict[str, Any]:
+    def analyse(self, command_id: str, value: object, by: str | None = None) -> dict[str, Any]:
         """Record a person's analysis: responded → done, for commands that asked for one."""
         values = self._values(command_id)
         analysis = values.get("analysis") or {}
@@ -320,7 +358,7 @@ class HwqService:
             command_id,
             State.DONE,
             expected=(State.RESPONDED,),
-            detail="analysis recorded",
+            detail=f"analysis recorded by {by}" if by else "analysis recorded",
             fields={"analysis": {**analysis, "value": value}},
         )
         if not result.moved:

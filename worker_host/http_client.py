@@ -8,19 +8,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from config.settings import DEFAULT_HOME
 from tasks.errors import ConfigError, HwqError
+from worker_host.running_system import client_target
 
-# Where `hwq up` serves the API when HWQ_URL says nothing else.
-DEFAULT_URL = "http://127.0.0.1:8000"
 API_PREFIX = "/api/v1"
 # Seconds a request may take beyond any long-poll it asks the server to hold.
 DEFAULT_TIMEOUT_S = 30.0
-# `hwq up` writes its admin token here, under HWQ_HOME; a client on the same machine uses it.
-ADMIN_TOKEN_FILE = "admin.token"
 
 
 class ApiError(HwqError):
@@ -62,10 +57,12 @@ class ApiClient:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiClient:
-        """A client for HWQ_URL as HWQ_TOKEN, or as the admin token `hwq up` left in HWQ_HOME."""
-        env = os.environ if environ is None else environ
-        token = env.get("HWQ_TOKEN") or _read_admin_token(Path(env.get("HWQ_HOME") or DEFAULT_HOME))
-        return cls(env.get("HWQ_URL") or DEFAULT_URL, token)
+        """A client for HWQ_URL as HWQ_TOKEN, or for the `hwq up` on this machine as its admin.
+
+        ConfigError, naming what to set, when no token can be found (running_system.py).
+        """
+        url, token = client_target(os.environ if environ is None else environ)
+        return cls(url, token)
 
     # Devices
 
@@ -132,6 +129,16 @@ class ApiClient:
     def events(self, command_id: str) -> list[dict[str, Any]]:
         """A command's transitions, oldest first."""
         return self._call("GET", f"/commands/{_segment(command_id)}/events")["items"]
+
+    # Tokens
+
+    def list_tokens(self) -> list[dict[str, Any]]:
+        """Every token, without its secret (admin)."""
+        return self._call("GET", "/tokens")["items"]
+
+    def revoke_token(self, token_id: int) -> None:
+        """Revoke a token at once on every API process (admin)."""
+        self._call("DELETE", f"/tokens/{int(token_id)}")
 
     # Transport
 
@@ -208,14 +215,6 @@ class ApiClient:
             title="API unreachable",
             detail=detail,
         )
-
-
-def _read_admin_token(home: Path) -> str | None:
-    try:
-        token = (home / ADMIN_TOKEN_FILE).read_text().strip()
-    except FileNotFoundError:
-        return None
-    return token or None
 
 
 def _segment(value: str) -> str:

@@ -212,6 +212,7 @@ class Stack:
     def start(self) -> Stack:
         """Migrate, make an admin token, and start the API and the server worker."""
         self.home.mkdir(parents=True, exist_ok=True)
+        self.hwq("migrate")
         self.admin_token = self.hwq("token", "create", "--role", "admin", "--name", "e2e").strip()
         self.spawn("server-worker", "server-worker")
         self.spawn("api", "api", "--host", "127.0.0.1", "--port", str(self.api_port))
@@ -337,3 +338,54 @@ def running_stack(
         yield stack.start()
     finally:
         stack.close()
+
+
+@dataclass
+class UpRun:
+    """A `hwq up` started in the background: its home, API, banner and process."""
+
+    home: Path
+    api_port: int
+    process: subprocess.Popen[str]
+    banner: str = ""
+
+    @property
+    def base(self) -> str:
+        """The API's base URL."""
+        return f"http://127.0.0.1:{self.api_port}/api/v1"
+
+    @property
+    def admin_token(self) -> str:
+        """The admin token `hwq up` wrote to its home."""
+        return (self.home / "admin.token").read_text().strip()
+
+
+@contextmanager
+def hwq_up(home: Path, env: dict[str, str], *args: str) -> Iterator[UpRun]:
+    """`hwq up --home HOME ARGS…` until its banner is printed; Ctrl-C'd when the block ends."""
+    api_port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "worker_host.cli", "up", "--home", str(home),
+         "--port", str(api_port), "--flower-port", str(free_port()), *args],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    run = UpRun(home, api_port, process)
+    try:
+        assert process.stdout is not None
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if "Press Ctrl-C" in line:
+                break
+        else:
+            raise AssertionError("hwq up exited before it was up:\n" + "".join(lines))
+        run.banner = "".join(lines)
+        yield run
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -14,18 +14,32 @@ from types import FrameType
 
 from config import Settings, load_settings
 from config.logging import configure_logging
+from config.settings import masked_url
 from tasks.db.engine import make_engine, make_sessions, migrate
 from tasks.db.tokens import create_token, find_principal
 from tasks.errors import Conflict, ServiceUnavailable
 from tasks.service import HwqService
 from worker_host.embedded_redis import EmbeddedRedis
 from worker_host.launcher import Supervisor
+from worker_host.running_system import api_url, remove_record, write_record
 
 # How long the stack gets to answer its health check before `hwq up` gives up.
 READY_TIMEOUT_S = 90.0
 # How long a simulator gets to create its pseudo-terminal link.
 SIM_READY_TIMEOUT_S = 15.0
 FLOWER_USER = "admin"
+
+
+def _keep_home_private(home: Path) -> None:
+    """Make the home the user's alone, and everything `hwq up` and its children create in it.
+
+    The umask reaches every child (API, workers, simulators, the embedded Redis and its
+    append-only file), so the database, its lock, tokens, logs and `flower.auth` are 0600
+    and folders 0700 without each part having to remember.
+    """
+    os.umask(0o077)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    home.chmod(0o700)
 
 
 def _secret_file(path: Path, make: object) -> str:
@@ -119,9 +133,10 @@ def run_up(
         flower_port=flower_port or settings.flower_port,
     )
     configure_logging(settings.log_level, settings.log_json, role="up")
-    settings.home.mkdir(parents=True, exist_ok=True)
+    _keep_home_private(settings.home)
     supervisor = Supervisor(settings.home / "logs", say)
     redis_server: EmbeddedRedis | None = None
+    record: Path | None = None
     stopping = False
 
     def stop(signum: int, _frame: FrameType | None) -> None:
@@ -176,12 +191,15 @@ def run_up(
             lambda: stopping or _listening(settings.flower_port), READY_TIMEOUT_S, "Flower"
         )
         if not stopping:
+            record = write_record(settings.home, api_url(settings.api_host, settings.api_port))
             _banner(settings, token, flower_auth, names, say)
         while not stopping:
             supervisor.check()
             time.sleep(0.5)
     finally:
         say("stopping hwq…")
+        if record is not None:
+            remove_record(record)
         supervisor.stop_all()
         if redis_server is not None:
             redis_server.stop()
@@ -197,8 +215,8 @@ def _banner(
         f"  API:      http://{host}:{settings.api_port}/api/v1  (docs: /api/v1/docs)",
         f"  Flower:   http://{host}:{settings.flower_port}  login {flower_auth}"
         f"  (in {settings.home / 'flower.auth'})",
-        f"  Redis:    {settings.broker_url}",
-        f"  Database: {settings.sqlalchemy_url}",
+        f"  Redis:    {masked_url(settings.broker_url)}",
+        f"  Database: {masked_url(settings.sqlalchemy_url)}",
         f"  Devices:  {', '.join(names) if names else 'none (use --sim N)'}",
         f"  Logs:     {settings.home / 'logs'}",
         f"  Admin token (also in {settings.home / 'admin.token'}):",

@@ -7,8 +7,10 @@ from typing import Any
 
 from alembic import command as alembic_command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect, make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+from tasks.errors import ConfigError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -91,3 +93,29 @@ def migrate(engine: Engine) -> None:
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         alembic_command.upgrade(config, "head")
+
+
+def open_existing(url: str) -> Engine:
+    """An engine on a hwq database that exists already, brought to the newest schema.
+
+    For commands that only add to a running system's ledger (`hwq token create`): a wrong
+    folder or URL must not quietly start a database of its own. ConfigError if there is none.
+    """
+    if url.startswith("sqlite"):
+        path = url.removeprefix("sqlite:///")
+        if path != ":memory:" and not Path(path).is_file():
+            raise ConfigError(
+                f"there is no hwq database at {path}; run this where `hwq up` runs, set "
+                "HWQ_HOME to its folder or HWQ_DATABASE_URL to its database, or create one "
+                "with `hwq migrate`"
+            )
+    engine = make_engine(url)
+    if not inspect(engine).has_table("tokens"):
+        engine.dispose()
+        raise ConfigError(
+            f"the database at {make_url(url).render_as_string(hide_password=True)} holds no "
+            "hwq schema; create it with `hwq migrate`, or set HWQ_DATABASE_URL to the running "
+            "system's database"
+        )
+    migrate(engine)
+    return engine

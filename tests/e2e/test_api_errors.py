@@ -151,6 +151,7 @@ def test_an_unreachable_redis_is_503_and_the_ledger_gets_no_row(
     home = tmp_path / "noredis"
     broken = Stack(home=home, redis_url=f"redis://127.0.0.1:{free_port()}/0", key_prefix="x")
     try:
+        broken.hwq("migrate")
         token = broken.hwq("token", "create", "--role", "admin", "--name", "t").strip()
         broken.spawn("api", "api", "--host", "127.0.0.1", "--port", str(broken.api_port))
         broken.wait_for(lambda: http("GET", broken.base + "/health").status == 503, "the API")

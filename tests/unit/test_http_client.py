@@ -190,15 +190,17 @@ def test_from_env_falls_back_to_the_admin_token_in_hwq_home(
     assert _token_sent(server, {"HWQ_HOME": str(tmp_path), "HWQ_TOKEN": "env"}) == "Bearer env"
 
 
-def test_from_env_reads_var_admin_token_by_default_and_goes_without_one(
+def test_from_env_reads_var_admin_token_by_default_and_says_when_there_is_none(
     server: CannedHttpServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    assert _token_sent(server, {}) is None
+    no_hwq_up = {"XDG_RUNTIME_DIR": str(tmp_path / "run")}
+    with pytest.raises(ConfigError, match="no token: set HWQ_TOKEN"):
+        _token_sent(server, no_hwq_up)
 
     (tmp_path / "var").mkdir()
     (tmp_path / "var" / "admin.token").write_text("default-home\n")
-    assert _token_sent(server, {}) == "Bearer default-home"
+    assert _token_sent(server, no_hwq_up) == "Bearer default-home"
 
 
 def test_from_env_defaults_to_the_local_api() -> None:

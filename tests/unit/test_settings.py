@@ -180,6 +180,7 @@ def test_every_field_has_a_variable() -> None:
         "HWQ_QUEUE_CAP": "5",
         "HWQ_VISIBILITY_TIMEOUT_S": "601",
         "HWQ_LEASE_GRACE_S": "7.5",
+        "HWQ_ANALYSIS_TIMEOUT_S": "2.5",
         "HWQ_LOG_LEVEL": "ERROR",
         "HWQ_LOG_JSON": "true",
         "HWQ_PIN_CPU": "no",

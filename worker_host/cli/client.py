@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import shlex
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -363,7 +364,19 @@ def list_commands(
     rows = ([*(c.get(k) for k in COMMAND_COLUMNS[:-1]), _short_payload(c)] for c in page["items"])
     click.echo(format_table(COMMAND_COLUMNS, rows))
     if page.get("next_cursor"):
-        click.echo(f"more: hwq commands list --cursor {page['next_cursor']}", err=True)
+        hint = next_page_command(device, state, limit, page["next_cursor"])
+        click.echo(f"more: {hint}", err=True)
+
+
+def next_page_command(
+    device: str | None, state: str | None, limit: int | None, cursor: str
+) -> str:
+    """The `hwq commands list` that fetches the next page: the same filters, the new cursor."""
+    words = ["hwq", "commands", "list"]
+    for option, value in (("--device", device), ("--state", state), ("--limit", limit)):
+        if value is not None:
+            words += [option, str(value)]
+    return shlex.join([*words, "--cursor", cursor])
 
 
 @commands.command("show")

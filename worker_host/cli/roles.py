@@ -10,11 +10,13 @@ import click
 
 from config import Settings, load_settings
 from config.logging import configure_logging
+from config.settings import DEFAULT_HOME
 
 # Each command imports what its role needs when it runs: a device worker beside the hardware
 # never loads the SQL stack, and `hwq --help` stays quick.
 
 SIM_KINDS = ["scpi", "echo", "frame"]
+TOKEN_COLUMNS = ("id", "name", "role", "device", "created_at", "last_used_at")
 # Threads of the server worker's pool: analysis is short, recording runs beside it.
 SERVER_WORKER_THREADS = 4
 
@@ -207,22 +209,63 @@ def token() -> None:
     """Manage API tokens."""
 
 
+def _running_system_settings() -> Settings:
+    """Settings for writing to a running system's ledger from any folder.
+
+    Without HWQ_HOME or HWQ_DATABASE_URL, the home is that of the `hwq up` running on this
+    machine, if one is; otherwise ./var, as for every other command.
+    """
+    settings = _settings()
+    if os.environ.get("HWQ_HOME") or settings.database_url:
+        return settings
+    from worker_host.running_system import running_up
+
+    up = running_up()
+    if up is not None and settings.home == Path(DEFAULT_HOME):
+        return settings.with_overrides(home=up.home)
+    return settings
+
+
 @token.command("create")
 @click.option(
     "--role", required=True, type=click.Choice(["admin", "operator", "viewer", "device"])
 )
 @click.option("--name", required=True, help="Who or what the token is for.")
-def token_create(role: str, name: str) -> None:
-    """Create a token and print it; it is shown this once only."""
-    from tasks.db.engine import make_engine, make_sessions, migrate
-    from tasks.db.tokens import create_token
+@click.option("--device", default=None, help="The device a device token acts for (required).")
+def token_create(role: str, name: str, device: str | None) -> None:
+    """Create a token in the running system's database and print it; it is shown this once.
 
-    settings = _settings()
-    engine = make_engine(settings.sqlalchemy_url)
-    migrate(engine)
+    Needs the database: HWQ_HOME or HWQ_DATABASE_URL, or a `hwq up` running on this machine.
+    """
+    from tasks.db.engine import make_sessions, open_existing
+    from tasks.db.tokens import check_token_request, create_token
+
+    check_token_request(role, device)
+    engine = open_existing(_running_system_settings().sqlalchemy_url)
     with make_sessions(engine)() as session, session.begin():
-        value = create_token(session, role, name)
+        value = create_token(session, role, name, device)
+    engine.dispose()
     click.echo(value)
+
+
+@token.command("list")
+def token_list() -> None:
+    """Every token as a table, over the API as an admin (HWQ_URL, HWQ_TOKEN)."""
+    from worker_host.cli.client import format_table
+    from worker_host.http_client import ApiClient
+
+    items = ApiClient.from_env().list_tokens()
+    click.echo(format_table(TOKEN_COLUMNS, ([t.get(c) for c in TOKEN_COLUMNS] for t in items)))
+
+
+@token.command("revoke")
+@click.argument("token_id", metavar="ID", type=int)
+def token_revoke(token_id: int) -> None:
+    """Revoke token ID at once on every API process, over the API as an admin."""
+    from worker_host.http_client import ApiClient
+
+    ApiClient.from_env().revoke_token(token_id)
+    click.echo(f"revoked token {token_id}")
 
 
 COMMANDS: list[click.Command] = [
