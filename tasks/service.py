@@ -32,7 +32,6 @@ from tasks.errors import (
     NotFound,
     QueueFull,
     Unauthorized,
-    ValidationFailed,
 )
 from tasks.lifecycle import TERMINAL, State, is_settled_for_wait
 from tasks.live_store import LiveStore
@@ -202,9 +201,10 @@ class HwqService:
         # Only python commands need the device's settings; for the rest, the atomic create
         # below checks the device is registered without another round trip.
         if request["kind"] == "python" and not _allows_python(self._device_config(device)):
-            raise ValidationFailed(
-                f"device {device!r} does not allow python commands",
-                [{"field": "kind", "message": "python is not enabled on this device"}],
+            # A setting of the device, not a fault of the request: the same body is accepted
+            # once the device allows python.
+            raise CommandStateError(
+                f"device {device!r} does not allow python commands (options.allow_python)"
             )
         analysis = request.get("analysis")
         check_analysis_request(analysis)
