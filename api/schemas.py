@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from tasks.analysis_params import AnalysisRequest
+from tasks.db.ledger import CURSOR_SHAPE
 from tasks.json_bounds import MAX_JSON_BYTES, MAX_JSON_DEPTH, json_bound_problem
 from tasks.lifecycle import State
 from tasks.queues import DEVICE_NAME_PATTERN
@@ -48,8 +49,6 @@ INT32_MAX = 2**31 - 1
 # The document's spelling of what `_base64_text` and `_single_line` accept.
 BASE64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 SINGLE_LINE_PATTERN = r"^[^\r\n]*$"
-# A command history cursor: the last row's creation time (microseconds since 1970) and id.
-CURSOR_PATTERN = r"^[0-9]{1,16}\.[0-9a-f-]{1,36}$"
 
 
 def _base64_text(value: str) -> str:
@@ -254,7 +253,7 @@ class CommandListQuery(QueryModel):
     state: State | None = None
     limit: int = Field(DEFAULT_PAGE_LIMIT, ge=1, le=MAX_PAGE_LIMIT)
     cursor: str | None = Field(
-        None, pattern=CURSOR_PATTERN, description="`next_cursor` of the previous page"
+        None, pattern=CURSOR_SHAPE.pattern, description="`next_cursor` of the previous page"
     )
 
 
