@@ -242,3 +242,18 @@ def test_the_cli_shows_a_bad_param_as_the_apis_422(stack: Stack) -> None:
     )  # fmt: skip
     assert ok.returncode == 0, ok.stderr
     assert '"within": true' in ok.stderr
+
+
+def test_python_on_a_device_that_does_not_allow_it_is_a_409(stack: Stack, device_name: str) -> None:
+    """The refusal depends on the device's settings, not the body: a conflict, as documented."""
+    stack.add_sim_device(device_name, worker=False)
+    body = {"kind": "python", "payload": "print(1)"}
+    refused = stack.request("POST", f"/devices/{device_name}/commands", body=body)
+    assert refused.status == 409, refused.body
+    assert refused.headers["Content-Type"] == "application/problem+json"
+    assert "allow_python" in refused.body["detail"]
+    allowed = {"options": {"allow_python": True}}
+    assert stack.request("PATCH", f"/devices/{device_name}", body=allowed).status == 200
+    accepted = stack.request("POST", f"/devices/{device_name}/commands", body=body)
+    assert accepted.status == 202, accepted.body
+    assert stack.request("POST", f"/commands/{accepted.body['id']}/cancel").status == 200
