@@ -8,7 +8,7 @@ from flask import Flask
 
 from api import commands, devices, docs, health, tokens
 from api.context import EXTENSION_KEY
-from api.inputs import DeviceNameConverter, refuse_oversized_body
+from api.inputs import DeviceNameConverter, refuse_oversized_body, refuse_unknown_query
 from api.problems import register_problem_handlers
 from api.request_log import init_request_log
 from config import Settings, load_settings
@@ -38,6 +38,7 @@ def create_app(
 
     init_request_log(app)
     app.before_request(refuse_oversized_body)
+    app.before_request(refuse_unknown_query)
     register_problem_handlers(app)
     app.url_map.converters["device"] = DeviceNameConverter
     for blueprint in (health.bp, devices.bp, commands.bp, tokens.bp, docs.bp):

@@ -18,10 +18,15 @@ bp = Blueprint("commands", __name__)
 
 
 @bp.post("/devices/<device:name>/commands")
-@documented("Submit a command", body=CommandSubmit, response=Command, status=202, errors=(429,))
+@documented(
+    "Submit a command", body=CommandSubmit, response=Command, status=202, errors=(409, 429)
+)
 @require_role("operator")
 def submit_command(name: str) -> tuple[dict[str, Any], int, dict[str, str]]:
-    """Queue a command on a device; 202 with its Location, 429 if the device's queue is full."""
+    """Queue a command on a device; 202 with its Location, 429 if the device's queue is full.
+
+    409 for a python command to a device that does not allow python.
+    """
     submission = json_body(CommandSubmit).model_dump()
     principal = current_principal()
     assert principal is not None  # require_role has authenticated the request

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import BaseConverter
 
+from api.openapi import DOC_ATTRIBUTE
 from tasks.errors import MalformedRequest, ValidationFailed
 from tasks.queues import DEVICE_NAME_PATTERN
 
@@ -90,32 +91,65 @@ def json_body(model: type[Model]) -> Model:
 
 
 def query_args(model: type[Model]) -> Model:
-    """The query string validated by `model`; an empty value counts as absent."""
-    data = {key: value for key, value in request.args.items() if value != ""}
-    return _validated(model, data)
+    """The query string validated by `model`; an empty value is a value like any other."""
+    return _validated(model, dict(request.args.items()))
+
+
+def refuse_unknown_query() -> None:
+    """Answer 422 to query parameters the route does not take, before any view runs."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    if view is None or not request.args:
+        return
+    doc = getattr(view, DOC_ATTRIBUTE, None)
+    known = set(doc.query.model_fields) if doc is not None and doc.query else set()
+    unknown = sorted(set(request.args) - known)
+    if unknown:
+        message = "unknown query parameter" if known else "this route takes no query parameters"
+        errors: list[dict[str, object]] = [{"field": name, "message": message} for name in unknown]
+        raise ValidationFailed(_summary(errors), errors=errors)
 
 
 def _validated(model: type[Model], data: dict[str, Any]) -> Model:
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        errors = field_errors(e, tagged_by=getattr(model, "tagged_by", None))
+        errors = field_errors(e, data)
         raise ValidationFailed(_summary(errors), errors=errors) from None
 
 
-def field_errors(exc: ValidationError, tagged_by: str | None = None) -> list[dict[str, object]]:
-    """Pydantic's errors as `{field, message}`, with fields as dotted paths."""
+def field_errors(exc: ValidationError, data: Any = None) -> list[dict[str, object]]:
+    """Pydantic's errors as `{field, message}`, with fields as dotted paths through `data`."""
     errors: list[dict[str, object]] = []
     for error in exc.errors(include_url=False, include_input=False):
-        loc = error["loc"]
-        if tagged_by is not None:
-            # A tagged union puts the tag (the command kind) in front of every location, and
-            # reports a missing or unknown tag at the root; clients know fields, not tags.
-            loc = (tagged_by,) if error["type"].startswith("union_tag_") else loc[1:]
-        field = ".".join(str(part) for part in loc) or "(body)"
-        message = "Field required" if error["type"] == "union_tag_not_found" else error["msg"]
+        parts = _field_path(error["loc"], data)
+        message = error["msg"]
+        if error["type"].startswith("union_tag_"):
+            # A missing or unknown tag (the command's kind, the analyzer) is reported where
+            # the union is; clients know it as the field that holds the tag.
+            parts.append(str(error.get("ctx", {}).get("discriminator", "")).strip("'"))
+            if error["type"] == "union_tag_not_found":
+                message = "Field required"
+        field = ".".join(part for part in parts if part) or "(body)"
         errors.append({"field": field, "message": _message(message)})
     return errors
+
+
+def _field_path(loc: tuple[int | str, ...], data: Any) -> list[str]:
+    """`loc` without the tags a tagged union puts in it: clients know fields, not tags."""
+    parts: list[str] = []
+    node = data
+    for part in loc:
+        is_tag = isinstance(node, dict) and part not in node and part in node.values()
+        if isinstance(part, str) and is_tag:
+            continue  # the value of the union's discriminator field, not a field
+        parts.append(str(part))
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return parts
 
 
 def _message(msg: str) -> str:

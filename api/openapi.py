@@ -130,7 +130,8 @@ def _operation(
     doc: OperationDoc = getattr(view, DOC_ATTRIBUTE, None) or OperationDoc(name.replace("_", " "))
     role: str | None = getattr(view, ROLE_ATTRIBUTE, None)
     operation: dict[str, Any] = {"operationId": name, "summary": doc.summary, "tags": [blueprint]}
-    errors = {503, *doc.errors}
+    # Every route refuses query parameters it does not take (api.inputs.refuse_unknown_query).
+    errors = {422, 503, *doc.errors}
     if role:
         operation["description"] = f"Needs a bearer token with the {role} role or higher."
         operation["security"] = [{"bearer": []}]
@@ -143,7 +144,6 @@ def _operation(
         errors.add(404)
     if doc.query:
         parameters += _query_parameters(components.schema(doc.query))
-        errors.add(422)
     if parameters:
         operation["parameters"] = parameters
     if doc.body:
@@ -151,7 +151,7 @@ def _operation(
             "required": True,
             "content": {_JSON: {"schema": components.ref(doc.body)}},
         }
-        errors |= {400, 413, 422}
+        errors |= {400, 413}
     responses: dict[str, Any] = {str(doc.status): _success(doc, components)}
     for status in sorted(errors):
         responses[str(status)] = {"$ref": _RESPONSE_REF.format(name=_ERRORS[status][0])}

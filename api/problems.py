@@ -16,10 +16,9 @@ from werkzeug.exceptions import HTTPException
 from tasks.errors import HwqError, ServiceUnavailable, ValidationFailed
 
 PROBLEM_MIME = "application/problem+json"
-# Problem types of hwq's own errors are named after the exception class under this base.
+# Problem types are named under this base: hwq's own errors after their exception class, the
+# HTTP layer's (unknown route, wrong method) after their status phrase, as not-found.
 PROBLEM_TYPE_BASE = "https://hwq.dev/problems/"
-# RFC 9457: "about:blank" means the title is just the HTTP status phrase.
-GENERIC_PROBLEM_TYPE = "about:blank"
 
 log = logging.getLogger("hwq.api")
 
@@ -29,7 +28,7 @@ def problem_response(
     title: str,
     detail: str,
     *,
-    type_: str = GENERIC_PROBLEM_TYPE,
+    type_: str,
     errors: list[dict[str, object]] | None = None,
 ) -> Response:
     """A problem+json response."""
@@ -49,6 +48,12 @@ def problem_type(error_class: type[HwqError]) -> str:
     return PROBLEM_TYPE_BASE + slug
 
 
+def http_problem_type(exc: HTTPException) -> str:
+    """The `type` URI of an error of the HTTP layer: 405 → …/method-not-allowed."""
+    slug = re.sub(r"[^a-z0-9]+", "-", (exc.name or "error").lower()).strip("-")
+    return PROBLEM_TYPE_BASE + slug
+
+
 def _hwq_error(exc: HwqError) -> Response:
     errors = exc.errors if isinstance(exc, ValidationFailed) else None
     if exc.status == 500:
@@ -62,7 +67,9 @@ def _hwq_error(exc: HwqError) -> Response:
 
 def _http_error(exc: HTTPException) -> Response:
     status = exc.code or 500
-    response = problem_response(status, exc.name, exc.description or exc.name)
+    response = problem_response(
+        status, exc.name, exc.description or exc.name, type_=http_problem_type(exc)
+    )
     # Keep what werkzeug adds for the client, such as Allow on a 405.
     for name, value in exc.get_headers():
         if name.lower() != "content-type":

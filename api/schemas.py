@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -20,7 +21,10 @@ from pydantic import (
     field_validator,
 )
 
+from tasks.analysis_params import AnalysisRequest
+from tasks.db.ledger import CURSOR_SHAPE
 from tasks.device_options import check_options
+from tasks.json_bounds import MAX_JSON_BYTES, MAX_JSON_DEPTH, json_bound_problem
 from tasks.lifecycle import State
 from tasks.queues import DEVICE_NAME_PATTERN
 
@@ -43,6 +47,9 @@ MAX_WAIT_S = 60.0
 
 INT32_MIN = -(2**31)
 INT32_MAX = 2**31 - 1
+# The document's spelling of what `_base64_text` and `_single_line` accept.
+BASE64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+SINGLE_LINE_PATTERN = r"^[^\r\n]*$"
 
 
 def _base64_text(value: str) -> str:
@@ -59,19 +66,50 @@ def _single_line(value: str) -> str:
     return value
 
 
-DeviceOptions = Annotated[
-    dict[str, Any],
-    AfterValidator(check_options),
-    Field(description="Serial settings and allowances (see the README's device options)"),
-]
+def _whole_number(value: object) -> object:
+    # JSON has one kind of number: 9600.0 is 9600, as JSON Schema's "integer" agrees.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _bounded_json(value: object) -> object:
+    problem = json_bound_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
 DeviceName = Annotated[
     str, Field(pattern=DEVICE_NAME_PATTERN.pattern, description="Lower-case name; also its queue")
 ]
 Transport = Literal["serial", "http-poll"]
 Codec = Literal["line", "raw", "frame"]
-Baudrate = Annotated[int, Field(ge=300, le=4_000_000)]
-Base64Text = Annotated[str, AfterValidator(_base64_text), Field(description="Base64 bytes")]
-Int32 = Annotated[int, Field(ge=INT32_MIN, le=INT32_MAX)]
+# After the bounds, so the document still shows them as minimum and maximum.
+AcceptWholeFloat = BeforeValidator(_whole_number)
+Baudrate = Annotated[int, Field(ge=300, le=4_000_000), AcceptWholeFloat]
+Base64Text = Annotated[
+    str,
+    AfterValidator(_base64_text),
+    Field(description="Base64 bytes", json_schema_extra={"pattern": BASE64_PATTERN}),
+]
+Int32 = Annotated[int, Field(ge=INT32_MIN, le=INT32_MAX), AcceptWholeFloat]
+_FREE_JSON_LIMITS = f"at most {MAX_JSON_DEPTH} levels deep and {MAX_JSON_BYTES} bytes as JSON"
+# Free-form JSON a client chooses: bounded, so no reader of it later can be broken by it.
+FreeJson = Annotated[
+    Any, AfterValidator(_bounded_json), Field(description=f"Any JSON value, {_FREE_JSON_LIMITS}")
+]
+FreeObject = Annotated[
+    dict[str, Any],
+    AfterValidator(_bounded_json),
+    Field(description=f"A JSON object, {_FREE_JSON_LIMITS}"),
+]
+DeviceOptions = Annotated[
+    dict[str, Any],
+    AfterValidator(_bounded_json),
+    AfterValidator(check_options),
+    Field(description=f"Serial settings and allowances (README), {_FREE_JSON_LIMITS}"),
+]
 Seconds = Annotated[float, Field(allow_inf_nan=False)]
 
 
@@ -92,8 +130,24 @@ class DeviceCreate(StrictModel):
     options: DeviceOptions = Field(default_factory=dict)
 
 
+# Settings a PATCH may leave out but not set to null.
+_NOT_NULLABLE = ("name", "transport", "baudrate", "codec", "options")
+
+
+def _null_only_for_address(schema: dict[str, Any]) -> None:
+    # The fields default to None only to tell "left out" apart; the document says null is
+    # refused by leaving null out of their types.
+    for name in _NOT_NULLABLE:
+        field = schema["properties"][name]
+        field.pop("default", None)
+        (kept,) = [option for option in field.pop("anyOf") if option != {"type": "null"}]
+        field.update(kept)
+
+
 class DeviceUpdate(StrictModel):
     """Change a device's settings, or rename it with `name`; absent fields stay as they are."""
+
+    model_config = ConfigDict(json_schema_extra=_null_only_for_address)
 
     name: DeviceName | None = None
     transport: Transport | None = None
@@ -102,7 +156,7 @@ class DeviceUpdate(StrictModel):
     codec: Codec | None = None
     options: DeviceOptions | None = None
 
-    @field_validator("name", "transport", "baudrate", "codec", "options", mode="before")
+    @field_validator(*_NOT_NULLABLE, mode="before")
     @classmethod
     def _not_null(cls, value: object) -> object:
         # Only `address` can be cleared; for the rest null would mean nothing sensible.
@@ -111,19 +165,12 @@ class DeviceUpdate(StrictModel):
         return value
 
 
-class AnalysisRequest(StrictModel):
-    """How a reply is analysed: a registered analyzer, or `manual` for a later POST."""
-
-    analyzer: str = Field(min_length=1, max_length=128)
-    params: dict[str, Any] = Field(default_factory=dict)
-
-
 class ReadSpec(StrictModel):
     """When a reply ends: at a byte sequence, after a count, or after a silence."""
 
-    until: Base64Text | None = None
-    bytes: int | None = Field(None, ge=1, le=MAX_READ_BYTES)
-    idle_ms: int | None = Field(None, ge=1, le=MAX_IDLE_MS)
+    until: Annotated[Base64Text, Field(json_schema_extra={"minLength": 1})] | None = None
+    bytes: Annotated[int, Field(ge=1, le=MAX_READ_BYTES), AcceptWholeFloat] | None = None
+    idle_ms: Annotated[int, Field(ge=1, le=MAX_IDLE_MS), AcceptWholeFloat] | None = None
 
     @field_validator("until")
     @classmethod
@@ -136,7 +183,7 @@ class ReadSpec(StrictModel):
 class FramePayload(StrictModel):
     """A standard frame request (DESIGN §5)."""
 
-    command_id: int = Field(ge=0, le=255)
+    command_id: Annotated[int, Field(ge=0, le=255), AcceptWholeFloat]
     args: list[Int32] = Field(default_factory=list, max_length=MAX_FRAME_ARGS)
 
 
@@ -156,7 +203,11 @@ class LineCommand(_CommandFields):
     kind: Literal["line"]
     payload: Annotated[
         str,
-        Field(max_length=MAX_LINE_CHARS, description="One line, without its terminator"),
+        Field(
+            max_length=MAX_LINE_CHARS,
+            description="One line, without its terminator",
+            json_schema_extra={"pattern": SINGLE_LINE_PATTERN},
+        ),
         AfterValidator(_single_line),
     ]
 
@@ -176,7 +227,7 @@ class FrameCommand(_CommandFields):
 
 
 class PythonCommand(_CommandFields):
-    """A program run in a sandbox on the device's host, where the device allows it."""
+    """A program run in a sandbox on the device's host; 409 unless the device allows it."""
 
     kind: Literal["python"]
     payload: str
@@ -189,14 +240,11 @@ class CommandSubmit(
 ):
     """Submit a command; `kind` decides what `payload` must be."""
 
-    # Pydantic puts the union tag in front of every error location; see api.inputs.
-    tagged_by: ClassVar[str] = "kind"
-
 
 class AnalysisSubmit(StrictModel):
     """The result of a manual analysis."""
 
-    value: Any
+    value: FreeJson
 
 
 class QueryModel(BaseModel):
@@ -211,7 +259,9 @@ class CommandListQuery(QueryModel):
     device: DeviceName | None = None
     state: State | None = None
     limit: int = Field(DEFAULT_PAGE_LIMIT, ge=1, le=MAX_PAGE_LIMIT)
-    cursor: str | None = Field(None, description="`next_cursor` of the previous page")
+    cursor: str | None = Field(
+        None, pattern=CURSOR_SHAPE.pattern, description="`next_cursor` of the previous page"
+    )
 
 
 class CommandWaitQuery(QueryModel):

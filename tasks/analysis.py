@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from tasks.errors import ValidationFailed
+from tasks.analysis_params import validated_analysis
 
 Analyzer = Callable[[dict[str, Any], dict[str, Any]], Any]
 MANUAL = "manual"
@@ -55,35 +55,15 @@ ANALYZERS: dict[str, Analyzer] = {
     "regex": analyze_regex,
     "equals": analyze_equals,
 }
-_REQUIRED_PARAMS: dict[str, tuple[str, ...]] = {"regex": ("pattern",)}
 
 
 def check_analysis_request(analysis: dict[str, Any] | None) -> None:
-    """Refuse an analysis request naming no registered analyzer or missing its params."""
-    if analysis is None:
-        return
-    name = analysis.get("analyzer")
-    if name != MANUAL and name not in ANALYZERS:
-        known = ", ".join([MANUAL, *ANALYZERS])
-        raise ValidationFailed(
-            f"unknown analyzer {name!r}",
-            [{"field": "analysis.analyzer", "message": f"must be one of {known}"}],
-        )
-    params = analysis.get("params") or {}
-    for required in _REQUIRED_PARAMS.get(str(name), ()):
-        if required not in params:
-            raise ValidationFailed(
-                f"analyzer {name} needs params.{required}",
-                [{"field": f"analysis.params.{required}", "message": "required"}],
-            )
-    if name == "regex":
-        try:
-            re.compile(str(params["pattern"]))
-        except re.error as e:
-            raise ValidationFailed(
-                f"params.pattern is not a regular expression: {e}",
-                [{"field": "analysis.params.pattern", "message": str(e)}],
-            ) from None
+    """Refuse an analysis naming no registered analyzer, or params it does not declare.
+
+    Each analyzer's params are declared in tasks.analysis_params.
+    """
+    if analysis is not None:
+        validated_analysis(analysis)
 
 
 def run_analyzer(analysis: dict[str, Any], response: dict[str, Any]) -> Any:

@@ -6,6 +6,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from tasks.json_bounds import decode_stored_json
+
 # Fields stored as JSON text in Redis and SQL.
 JSON_FIELDS = ("payload", "read", "response", "analysis")
 # Fields a client sees, in the order DESIGN §3 lists them, plus the submission options.
@@ -62,7 +64,7 @@ def from_redis_fields(raw: dict[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for key, text in raw.items():
         if key in JSON_FIELDS:
-            values[key] = json.loads(text) if text else None
+            values[key] = decode_stored_json(text) if text else None
         elif key in ("attempts", "seq"):
             values[key] = int(text) if text else 0
         elif key in ("timeout_s", "expires_s"):

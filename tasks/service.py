@@ -244,9 +244,10 @@ class HwqService:
         config = self._device_config(device)
         _check_fits_device(device, config, request)
         if request["kind"] == "python" and not _allows_python(config):
-            raise ValidationFailed(
-                f"device {device!r} does not allow python commands",
-                [{"field": "kind", "message": "python is not enabled on this device"}],
+            # A setting of the device, not a fault of the request: the same body is accepted
+            # once the device allows python.
+            raise CommandStateError(
+                f"device {device!r} does not allow python commands (options.allow_python)"
             )
         analysis = request.get("analysis")
         check_analysis_request(analysis)

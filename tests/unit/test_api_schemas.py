@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -27,8 +28,7 @@ def _errors(model: type[BaseModel], data: Any) -> dict[str, str]:
     with pytest.raises(ValidationError) as caught:
         model.model_validate(data)
     return {
-        str(error["field"]): str(error["message"])
-        for error in field_errors(caught.value, getattr(model, "tagged_by", None))
+        str(error["field"]): str(error["message"]) for error in field_errors(caught.value, data)
     }
 
 
@@ -65,7 +65,7 @@ def test_other_device_names_are_refused(name: str) -> None:
     [
         ("baudrate", "9600"),  # no text for numbers
         ("baudrate", True),  # no booleans for numbers
-        ("baudrate", 9600.0),
+        ("baudrate", 9600.5),
         ("baudrate", 299),
         ("baudrate", 4_000_001),
         ("transport", "tcp"),
@@ -176,11 +176,14 @@ def test_analysis_takes_any_value_but_needs_one() -> None:
 
 
 def test_command_list_query_reads_text_values() -> None:
-    query = CommandListQuery.model_validate({"state": "timed_out", "limit": "500", "cursor": "c"})
+    cursor = "1764423125123456.0e1012f8-c87e-444a-8302-9746fedc34ed"
+    query = CommandListQuery.model_validate(
+        {"state": "timed_out", "limit": "500", "cursor": cursor}
+    )
     assert (query.state, query.limit, query.cursor, query.device) == (
         State.TIMED_OUT,
         500,
-        "c",
+        cursor,
         None,
     )
     assert CommandListQuery.model_validate({}).limit == 50
@@ -357,3 +360,38 @@ def test_the_docs_page_is_self_contained(app: Flask) -> None:
     assert "http://" not in page and "https://" not in page  # no CDN: nothing from elsewhere
     nonce = response.headers["Content-Security-Policy"].split("'nonce-")[1].split("'")[0]
     assert f'<script nonce="{nonce}">' in page
+
+
+def test_every_operation_documents_the_422_for_unknown_query_parameters(
+    document: dict[str, Any],
+) -> None:
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            assert "422" in operation["responses"], (path, method)
+
+
+def test_the_document_refuses_what_the_server_refuses(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    update = schemas["DeviceUpdate"]["properties"]
+    for name in ("name", "transport", "baudrate", "codec", "options"):
+        assert "null" not in json.dumps(update[name]), name
+    assert {"type": "null"} in update["address"]["anyOf"]
+    assert schemas["LineCommand"]["properties"]["payload"]["pattern"] == "^[^\\r\\n]*$"
+    assert "pattern" in schemas["RawCommand"]["properties"]["payload"]
+    assert set(schemas["CommandSubmit"]["discriminator"]["mapping"]) == {
+        "line", "raw", "frame", "python"
+    }  # fmt: skip
+    analysis = schemas["LineCommand"]["properties"]["analysis"]["anyOf"][0]
+    assert set(analysis["discriminator"]["mapping"]) == {"manual", "number", "regex", "equals"}
+    assert schemas["RegexParams"]["properties"]["pattern"]["format"] == "regex"
+    submit = document["paths"]["/api/v1/devices/{name}/commands"]["post"]["responses"]
+    assert "409" in submit  # python to a device that does not allow it
+    listing = {p["name"]: p for p in document["paths"]["/api/v1/commands"]["get"]["parameters"]}
+    assert "pattern" in json.dumps(listing["cursor"]["schema"])
+
+
+def test_whole_numbers_written_with_a_fraction_are_integers() -> None:
+    assert DeviceCreate.model_validate({"name": "d", "baudrate": 9600.0}).baudrate == 9600
+    frame = _command(kind="frame", payload={"command_id": 2.0, "args": [5.0, -7]})
+    assert frame["payload"] == {"command_id": 2, "args": [5, -7]}
+    assert "baudrate" in _errors(DeviceCreate, {"name": "d", "baudrate": 9600.5})
