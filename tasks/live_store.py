@@ -49,6 +49,8 @@ class TransitionResult:
     unknown_device: bool = False
     # The command's values, returned by a claim this delivery won.
     values: dict[str, Any] | None = None
+    # The device the command belongs to, when a worker of another device tried to claim it.
+    other_device: str | None = None
 
 
 class LiveStore:
@@ -133,6 +135,13 @@ class LiveStore:
         """What the transition script's reply says happened."""
         code, previous, state, *rest = reply
         values = None
+        if code == -4:
+            return TransitionResult(
+                moved=False,
+                previous=previous.decode() if previous else None,
+                state=state.decode() if state else None,
+                other_device=rest[0].decode(),
+            )
         if rest:
             flat = rest[0]
             values = from_redis_fields(
@@ -200,19 +209,24 @@ class LiveStore:
         """Push a command's message again; only the delivery that wins the claim runs it."""
         self.redis.lpush(*self.execute_message(command_id, device))
 
-    def claim(self, command_id: str, worker: str) -> TransitionResult:
-        """The delivery rule: queued → dispatched for exactly one delivery, or expired/cancelled."""
-        return self._run("claim", command_id, **self._claim_options(worker))
+    def claim(self, command_id: str, worker: str, device: str | None = None) -> TransitionResult:
+        """The delivery rule: queued → dispatched for exactly one delivery, or expired/cancelled.
 
-    def claim_args(self, command_id: str, worker: str) -> list[Any]:
+        With `device` (the claiming worker's), a command of another device is refused and left
+        as it is: the result's `other_device` names the device it belongs to.
+        """
+        return self._run("claim", command_id, **self._claim_options(worker, device))
+
+    def claim_args(self, command_id: str, worker: str, device: str | None = None) -> list[Any]:
         """The script arguments of `claim`, for a caller that sends it on a connection of its
         own (`EVALSHA script_sha 0 *args`) and reads the reply with `transition_result`."""
-        return self._transition_args("claim", command_id, **self._claim_options(worker))
+        return self._transition_args("claim", command_id, **self._claim_options(worker, device))
 
-    def _claim_options(self, worker: str) -> dict[str, Any]:
+    def _claim_options(self, worker: str, device: str | None) -> dict[str, Any]:
         return {
             "detail": f"claimed by {worker}",
             "lease_s": self.lease_grace_s,
+            "extra": device or "",
             "fields": {"claimed_by": worker},
         }
 
