@@ -21,6 +21,9 @@ from tasks.queues import device_queue
 PRESENCE_TTL_S = 30
 # Bytes a device sends that answer no command are kept, newest last, up to this many chunks.
 RX_STREAM_MAXLEN = 1000
+# A blocking read must return before the connection's socket timeout (redis-py's default is
+# 5 s), or it fails as if Redis were gone: a longer wait is made of reads this long at most.
+LONGEST_BLOCK_MS = 4000
 
 
 def _render_script() -> str:
@@ -264,7 +267,11 @@ class LiveStore:
         """
         wake_key, command_key = self.wake_key(command_id), self.command_key(command_id)
         deadline = time.monotonic() + timeout_s
-        block_ms: int | None = int(timeout_s * 1000) + 1 if expect_wake and timeout_s > 0 else None
+        block_ms: int | None = (
+            min(int(timeout_s * 1000) + 1, LONGEST_BLOCK_MS)
+            if expect_wake and timeout_s > 0
+            else None
+        )
         last_id = b"0-0"
         while True:
             # Read the wake stream's tail before the state, so an entry landing in between is
@@ -284,7 +291,7 @@ class LiveStore:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return values
-            block_ms = int(remaining * 1000) + 1
+            block_ms = min(int(remaining * 1000) + 1, LONGEST_BLOCK_MS)
 
     # devices ------------------------------------------------------------------------------
     def device_counts(self, device: str) -> tuple[int, int, int]:
