@@ -138,12 +138,10 @@ class CommandPump:
             events.send("task-failed", uuid=command_id, exception=repr(e),
                         traceback=traceback.format_exc())  # fmt: skip
         else:
-            event = (
-                None
-                if outcome is None
-                else outcome_event(outcome.state, outcome.reason, outcome.response)
-            )
-            if event is not None:
+            # None: this delivery ran nothing, so it has no outcome to show.
+            if outcome is not None and (
+                event := outcome_event(outcome.state, outcome.reason, outcome.response)
+            ):
                 event_type, fields = event
                 if event_type == "task-succeeded":
                     fields["runtime"] = time.monotonic() - started
