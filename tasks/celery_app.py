@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from config import Settings
+from config import Settings, load_settings
 from tasks.broker_transport import TRANSPORT_PATH
 from tasks.queues import SERVER_QUEUE
 
@@ -60,4 +60,18 @@ def create_celery(settings: Settings) -> Celery:
     # Importing the definitions registers them on the current app.
     import tasks.definitions  # noqa: F401
 
+    return app
+
+
+def __getattr__(name: str) -> Celery:
+    """`celery -A tasks.celery_app …` finds the app as the module's `app`, made on first use.
+
+    Celery's command line looks for an attribute named `app` in the module it is given. hwq
+    makes its app from settings, so it is built from the environment (HWQ_REDIS_URL,
+    HWQ_KEY_PREFIX) only when asked for, never when the module is imported.
+    """
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    app = create_celery(load_settings())
+    globals()["app"] = app
     return app

@@ -21,6 +21,9 @@ from tasks.queues import device_queue
 PRESENCE_TTL_S = 30
 # Bytes a device sends that answer no command are kept, newest last, up to this many chunks.
 RX_STREAM_MAXLEN = 1000
+# A blocking read must return before the connection's socket timeout (redis-py's default is
+# 5 s), or it fails as if Redis were gone: a longer wait is made of reads this long at most.
+LONGEST_BLOCK_MS = 4000
 
 
 def _render_script() -> str:
@@ -49,6 +52,8 @@ class TransitionResult:
     unknown_device: bool = False
     # The command's values, returned by a claim this delivery won.
     values: dict[str, Any] | None = None
+    # The device the command belongs to, when a worker of another device tried to claim it.
+    other_device: str | None = None
 
 
 class LiveStore:
@@ -133,6 +138,13 @@ class LiveStore:
         """What the transition script's reply says happened."""
         code, previous, state, *rest = reply
         values = None
+        if code == -4:
+            return TransitionResult(
+                moved=False,
+                previous=previous.decode() if previous else None,
+                state=state.decode() if state else None,
+                other_device=rest[0].decode(),
+            )
         if rest:
             flat = rest[0]
             values = from_redis_fields(
@@ -204,19 +216,24 @@ class LiveStore:
         """Push a command's message again; only the delivery that wins the claim runs it."""
         self.redis.lpush(*self.execute_message(command_id, device))
 
-    def claim(self, command_id: str, worker: str) -> TransitionResult:
-        """The delivery rule: queued → dispatched for exactly one delivery, or expired/cancelled."""
-        return self._run("claim", command_id, **self._claim_options(worker))
+    def claim(self, command_id: str, worker: str, device: str | None = None) -> TransitionResult:
+        """The delivery rule: queued → dispatched for exactly one delivery, or expired/cancelled.
 
-    def claim_args(self, command_id: str, worker: str) -> list[Any]:
+        With `device` (the claiming worker's), a command of another device is refused and left
+        as it is: the result's `other_device` names the device it belongs to.
+        """
+        return self._run("claim", command_id, **self._claim_options(worker, device))
+
+    def claim_args(self, command_id: str, worker: str, device: str | None = None) -> list[Any]:
         """The script arguments of `claim`, for a caller that sends it on a connection of its
         own (`EVALSHA script_sha 0 *args`) and reads the reply with `transition_result`."""
-        return self._transition_args("claim", command_id, **self._claim_options(worker))
+        return self._transition_args("claim", command_id, **self._claim_options(worker, device))
 
-    def _claim_options(self, worker: str) -> dict[str, Any]:
+    def _claim_options(self, worker: str, device: str | None) -> dict[str, Any]:
         return {
             "detail": f"claimed by {worker}",
             "lease_s": self.lease_grace_s,
+            "extra": device or "",
             "fields": {"claimed_by": worker},
         }
 
@@ -254,7 +271,11 @@ class LiveStore:
         """
         wake_key, command_key = self.wake_key(command_id), self.command_key(command_id)
         deadline = time.monotonic() + timeout_s
-        block_ms: int | None = int(timeout_s * 1000) + 1 if expect_wake and timeout_s > 0 else None
+        block_ms: int | None = (
+            min(int(timeout_s * 1000) + 1, LONGEST_BLOCK_MS)
+            if expect_wake and timeout_s > 0
+            else None
+        )
         last_id = b"0-0"
         while True:
             # Read the wake stream's tail before the state, so an entry landing in between is
@@ -274,7 +295,7 @@ class LiveStore:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return values
-            block_ms = int(remaining * 1000) + 1
+            block_ms = min(int(remaining * 1000) + 1, LONGEST_BLOCK_MS)
 
     # devices ------------------------------------------------------------------------------
     def device_counts(self, device: str) -> tuple[int, int, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -40,10 +41,18 @@ CHECKPOINT_EVERY_S = 1.0
 class Recorder:
     """Reads the transitions stream as a consumer group, so a crash replays unacked entries."""
 
-    def __init__(self, live: LiveStore, sessions: sessionmaker[Session], consumer: str) -> None:
+    def __init__(
+        self,
+        live: LiveStore,
+        sessions: sessionmaker[Session],
+        consumer: str,
+        on_recorded: Callable[[list[dict[str, Any]]], None] | None = None,
+    ) -> None:
         self.live = live
         self.sessions = sessions
         self.consumer = consumer
+        # Told of each batch once it is in SQL, e.g. to show outcomes in Flower.
+        self.on_recorded = on_recorded
         self._group_ready = False
         self._checkpointed_at = time.monotonic()
         # Where the SQL transactions run while `run` loops: a thread of ordinary priority.
@@ -84,6 +93,8 @@ class Recorder:
             self._write(decoded)
         else:
             self._writer.submit(self._write, decoded).result()
+        if self.on_recorded is not None:
+            self.on_recorded(decoded)
         ids = [entry_id for entry_id, _ in entries]
         pipe = self.live.redis.pipeline()
         pipe.xack(key, GROUP, *ids)

@@ -16,6 +16,7 @@ from tasks.connections import redis_client
 from tasks.db.engine import make_engine, make_sessions, migrate
 from tasks.lifecycle import State
 from tasks.live_store import LiveStore
+from tasks.outcome_events import ServerOutcomeEvents
 from tasks.reaper import Reaper
 from tasks.recorder import Recorder
 
@@ -102,7 +103,9 @@ def install_server_duties(app: Celery, settings: Settings) -> None:
             self.threads: list[threading.Thread] = []
 
         def start(self, worker: Any) -> None:
-            recorder = Recorder(live, sessions, consumer=worker.hostname)
+            outcomes = ServerOutcomeEvents(app, worker.hostname)
+            recorder = Recorder(live, sessions, consumer=worker.hostname,
+                                on_recorded=outcomes.report)  # fmt: skip
             reaper = Reaper(live, sessions)
             for name, loop in (("recorder", recorder.run), ("reaper", reaper.run)):
                 thread = threading.Thread(

@@ -6,9 +6,11 @@
 --       5 detail, 6 expected states ("*" or comma list), 7 target states (comma list,
 --       applied in order), 8 lease seconds ("" for none), 9 create only: JSON
 --       {cap, device_key, queue?, message?}: the device's queue cap and settings key, and the
---       broker list and Celery message to push once the command is stored, 10.. field/value pairs to store with the change.
+--       broker list and Celery message to push once the command is stored; claim only: the
+--       claiming worker's device ("" for any), 10.. field/value pairs to store with the change.
 -- Returns {code, previous state, new state}: code 1 moved, 0 refused, -1 no such command,
--- -2 device queue full, -3 device not registered (both create only). A won claim also returns the command's fields, so the
+-- -2 device queue full, -3 device not registered (both create only), -4 the command is
+-- another device's (claim only; the reply's fourth item names that device). A won claim also returns the command's fields, so the
 -- worker needs no second round trip before it talks to the device.
 
 local prefix, mode, id, now_iso, detail = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -122,11 +124,15 @@ end
 
 local wanted = split(targets)
 if mode == 'claim' then
+  -- A worker runs its own device's commands only, whatever queue the message came from.
+  if extra ~= '' and extra ~= device then return {-4, state, state, device or ''} end
   local deadline = redis.call('HGET', cmd_key, 'expires_at')
   if state == 'queued' and redis.call('HGET', cmd_key, 'cancel') == '1' then
     wanted = {'cancelled'}
+    detail = 'cancelled by request'
   elseif state == 'queued' and deadline and deadline ~= '' and now > tonumber(deadline) then
     wanted = {'expired'}
+    detail = 'expired before dispatch'
   else
     wanted = {'dispatched'}
   end

@@ -29,8 +29,9 @@ from celery.worker import state as worker_state
 
 from tasks.celery_app import EXECUTE_TASK
 from tasks.messages import command_of
+from tasks.outcome_events import outcome_event
 from tasks.queues import device_queue
-from worker_host.device_runtime import DeviceRuntime
+from worker_host.device_runtime import DeviceRuntime, Outcome
 from worker_host.queue_pop import IDLE_POP_S, QueuePop
 from worker_host.task_events import RunningCommand, TaskEventBatch
 
@@ -113,18 +114,23 @@ class CommandPump:
         if command_id is None:
             log.warning("message dropped: not a command", extra={"device": self.runtime.device})
             return
-        args = repr([command_id])
-        events.send("task-received", uuid=command_id, name=EXECUTE_TASK, args=args,
-                    kwargs="{}", root_id=command_id, parent_id=None, retries=0, eta=None,
-                    expires=None)  # fmt: skip
-        events.send("task-started", uuid=command_id)
+        received_at = time.time()
         started = time.monotonic()
-        running = RunningCommand(command_id, self.hostname, self.queue, time.time())
+
+        def announce() -> None:
+            # Only a delivery that won the claim shows in Flower: a repeat, or a message of
+            # another device's command, must not make the task look received or started here.
+            events.send("task-received", uuid=command_id, name=EXECUTE_TASK,
+                        args=repr([command_id]), kwargs="{}", root_id=command_id,
+                        parent_id=None, retries=0, eta=None, expires=None,
+                        timestamp=received_at)  # fmt: skip
+            events.send("task-started", uuid=command_id)
+
+        running = RunningCommand(command_id, self.hostname, self.queue, received_at)
         worker_state.task_accepted(running)
-        succeeded = False
+        outcome: Outcome | None = None
         try:
-            self.runtime.execute(command_id)
-            succeeded = True
+            outcome = self.runtime.execute(command_id, on_dispatched=announce)
         except Exception as e:  # Redis failed under the runtime: the command's lease decides
             log.exception(
                 "command not finished", extra={"device": self.runtime.device, "command": command_id}
@@ -132,7 +138,13 @@ class CommandPump:
             events.send("task-failed", uuid=command_id, exception=repr(e),
                         traceback=traceback.format_exc())  # fmt: skip
         else:
-            events.send("task-succeeded", uuid=command_id, result="None",
-                        runtime=time.monotonic() - started)  # fmt: skip
+            # None: this delivery ran nothing, so it has no outcome to show.
+            if outcome is not None and (
+                event := outcome_event(outcome.state, outcome.reason, outcome.response)
+            ):
+                event_type, fields = event
+                if event_type == "task-succeeded":
+                    fields["runtime"] = time.monotonic() - started
+                events.send(event_type, uuid=command_id, **fields)
         finally:
-            worker_state.task_ready(running, successful=succeeded)
+            worker_state.task_ready(running, successful=outcome is not None and outcome.answered)

@@ -6,6 +6,8 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,6 +38,20 @@ RECHECK_AFTER_SHARE_OF_LEASE = 0.5
 _PORT_SETTINGS = ("address", "baudrate")
 # A late reply is kept as an event whose detail holds at most this much of it.
 LATE_REPLY_DETAIL_CHARS = 1000
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a command this runtime ran ended: its state, the reason, and the reply if any."""
+
+    state: State
+    reason: str = ""
+    response: dict[str, Any] | None = None
+
+    @property
+    def answered(self) -> bool:
+        """Whether the device answered: the command is done or awaits its analysis."""
+        return self.state in (State.DONE, State.RESPONDED)
 
 
 class DeviceRuntime:
@@ -133,13 +149,19 @@ class DeviceRuntime:
         self.live.note(command_id, detail)
         log.info("late reply kept", extra={"device": self.device, "command": command_id})
 
-    def execute(self, command_id: str) -> None:
-        """Run a command if this delivery wins its claim; any other delivery does nothing."""
+    def execute(
+        self, command_id: str, on_dispatched: Callable[[], None] | None = None
+    ) -> Outcome | None:
+        """Run a command if this delivery wins its claim; any other delivery does nothing.
+
+        `on_dispatched` is called once the claim is won, before the port is used. Returns how
+        the command ended, or None when this delivery did not run it.
+        """
         with self._lock:
             not_ready = self._settle_before_claim(command_id)
             claimed_at = time.monotonic()
-            claim = self.live.claim(command_id, self.node_name)
-            self.run_claimed(command_id, claim, claimed_at, not_ready)
+            claim = self.live.claim(command_id, self.node_name, self.device)
+            return self.run_claimed(command_id, claim, claimed_at, not_ready, on_dispatched)
 
     def _settle_before_claim(self, command_id: str) -> DeviceError | None:
         """Drain a dirty port while the command is still queued; the error to fail it with.
@@ -161,21 +183,27 @@ class DeviceRuntime:
         claim: TransitionResult,
         claimed_at: float,
         not_ready: DeviceError | None = None,
-    ) -> None:
+        on_dispatched: Callable[[], None] | None = None,
+    ) -> Outcome | None:
         """Run a command whose claim has returned `claim`, sent no earlier than `claimed_at`.
 
         `not_ready`: why the device cannot take it (its port would not open or come clean).
         """
         context = {"device": self.device, "command": command_id}
+        if claim.other_device is not None:
+            self._send_home(command_id, claim, context)
+            return None
         if not claim.moved:
             log.info("delivery inert", extra={**context, "state": claim.state})
-            return
+            return None
         if claim.state != State.DISPATCHED:
             log.info("command ended before dispatch", extra={**context, "state": claim.state})
-            return
+            return None
         values = claim.values
         if values is None:
-            return
+            return None
+        if on_dispatched is not None:
+            on_dispatched()
         try:
             if not_ready is not None:
                 raise not_ready
@@ -190,7 +218,7 @@ class DeviceRuntime:
                 self.live.state_of(command_id) != State.DISPATCHED
             ):
                 log.warning("claim lost before writing", extra=context)
-                return
+                return None
             response = exchange.run(
                 values["kind"],
                 values["payload"],
@@ -199,20 +227,36 @@ class DeviceRuntime:
                 command_id=command_id,
             )
         except ReplyTimeout as e:
-            self._finish(command_id, State.TIMED_OUT, str(e), context)
+            return self._finish(command_id, State.TIMED_OUT, str(e), context)
         except DeviceError as e:
-            self._finish(command_id, State.FAILED, str(e), context)
+            return self._finish(command_id, State.FAILED, str(e), context)
         except Exception as e:  # a bug must still end the command, never strand it
             log.exception("command crashed the runtime", extra=context)
-            self._finish(command_id, State.FAILED, f"{type(e).__name__}: {e}", context)
-        else:
-            self._record_reply(command_id, values, response, context)
+            return self._finish(command_id, State.FAILED, f"{type(e).__name__}: {e}", context)
+        return self._record_reply(command_id, values, response, context)
 
-    def _finish(self, command_id: str, state: State, error: str, context: dict[str, str]) -> None:
-        self.live.move(
+    def _send_home(self, command_id: str, claim: TransitionResult, context: dict[str, str]) -> None:
+        """A message of another device's command reached this worker: it stays that device's.
+
+        The claim refused it and changed nothing. While the command is queued, its message is
+        published again to its own device's queue, so it is not lost should this have been
+        its only one; a duplicate there is inert, as any second delivery is.
+        """
+        owner = claim.other_device or ""
+        log.warning("delivery refused: the command is another device's",
+                    extra={**context, "owner": owner, "state": claim.state})  # fmt: skip
+        if claim.state == State.QUEUED and owner:
+            self.live.enqueue(command_id, owner)
+
+    def _finish(
+        self, command_id: str, state: State, error: str, context: dict[str, str]
+    ) -> Outcome | None:
+        result = self.live.move(
             command_id, state, expected=(State.DISPATCHED,), detail=error, fields={"error": error}
         )
         log.warning("command %s", state.value, extra={**context, "error": error})
+        # Not moved: the reaper ended it meanwhile, and that outcome is the true one.
+        return Outcome(state, error) if result.moved else None
 
     def _record_reply(
         self,
@@ -220,10 +264,10 @@ class DeviceRuntime:
         values: dict[str, Any],
         response: dict[str, Any],
         context: dict[str, str],
-    ) -> None:
+    ) -> Outcome | None:
         analysis = values.get("analysis")
         targets = (State.RESPONDED,) if analysis else (State.RESPONDED, State.DONE)
-        self.live.move(
+        result = self.live.move(
             command_id,
             *targets,
             expected=(State.DISPATCHED,),
@@ -239,6 +283,7 @@ class DeviceRuntime:
                 retry=True,
                 retry_policy=PUBLISH_RETRY_POLICY,
             )
+        return Outcome(targets[-1], response=response) if result.moved else None
 
     def close(self) -> None:
         """Close the port."""

@@ -11,7 +11,7 @@ import threading
 from typing import Any
 
 from celery import Celery, bootsteps
-from celery.worker.control import inspect_command
+from celery.worker.control import control_command, inspect_command
 
 from config import Settings
 from tasks import definitions
@@ -135,6 +135,7 @@ def install_device_runtime(
     app.steps["consumer"].add(LeaveQueueToCommandThread)
     app.steps["consumer"].add(WakeLoopOnSignal)
     report_served_queue(queue)
+    refuse_other_queues(device, node_name)
     return runtime
 
 
@@ -154,3 +155,26 @@ def report_served_queue(queue: str) -> None:
         if all(known.name != queue for known in queues):
             queues.append(state.app.amqp.queues[queue])
         return [dict(known.as_dict(recurse=True)) for known in queues]
+
+
+def refuse_other_queues(device: str, node_name: str) -> None:
+    """Make remote control's `add_consumer` refuse: a device worker serves its own queue only.
+
+    Celery's consumer would take the added queue's messages and run them on this worker's
+    device, another device's commands included (Flower offers it as a button). The command
+    thread serves the device's own queue, so the consumer adds none. Replaces Celery's own
+    command in this process.
+    """
+
+    @control_command(
+        args=[("queue", str), ("exchange", str), ("exchange_type", str), ("routing_key", str)],
+        signature="<queue> [exchange [type [routing_key]]]",
+    )
+    def add_consumer(state: Any, queue: str, *_: Any, **__: Any) -> dict[str, str]:
+        """Refused: a device worker consumes its own device's queue only."""
+        log.warning("remote control refused: add_consumer", extra={"device": device,
+                                                                  "queue": queue})  # fmt: skip
+        return {
+            "error": f"{node_name} serves only {device_queue(device)}, the queue of device "
+            f"{device}; it consumes no other queue"
+        }

@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from tasks.lifecycle import State, is_settled_for_wait, is_terminal
-from worker_host.http_client import ApiClient
+from worker_host.http_client import ApiClient, ApiError
 
 # The API's reply timeout when a submission names none (DESIGN §3); sizes `hwq run`'s wait.
 DEFAULT_COMMAND_TIMEOUT_S = 5.0
@@ -193,7 +193,9 @@ def wait_for_command(
     return command
 
 
-def _report_run(command: dict[str, Any], wait_s: float, as_json: bool) -> None:
+def _report_run(
+    client: ApiClient, command: dict[str, Any], wait_s: float, as_json: bool
+) -> None:
     """Print a finished `hwq run`; exit 1 unless the command is done or awaits manual analysis."""
     if as_json:
         _echo_json(command)
@@ -208,6 +210,13 @@ def _report_run(command: dict[str, Any], wait_s: float, as_json: bool) -> None:
         click.echo(
             f"command {command_id} ended {state}" + (f": {error}" if error else ""), err=True
         )
+    elif state == State.QUEUED and not _device_online(client, command["device"]):
+        click.echo(
+            f"device {command['device']} is offline: no worker serves it, so command "
+            f"{command_id} is still queued after {wait_s:g} s. It runs once the device's worker "
+            f"starts; `hwq commands cancel {command_id}` drops it",
+            err=True,
+        )
     else:
         click.echo(
             f"command {command_id} is still {state} after {wait_s:g} s; "
@@ -215,6 +224,14 @@ def _report_run(command: dict[str, Any], wait_s: float, as_json: bool) -> None:
             err=True,
         )
     click.get_current_context().exit(1)
+
+
+def _device_online(client: ApiClient, name: str) -> bool:
+    """Whether the device's worker is up; True when the API cannot say, so no false alarm."""
+    try:
+        return bool(client.get_device(name).get("online", True))
+    except ApiError:
+        return True
 
 
 def _note_analysis(command: dict[str, Any]) -> None:
@@ -280,7 +297,7 @@ def run(
     if wait is None:
         wait = (timeout or DEFAULT_COMMAND_TIMEOUT_S) + RUN_WAIT_MARGIN_S
     command = wait_for_command(client, command, wait, progress=_stderr_is_tty())
-    _report_run(command, wait, as_json)
+    _report_run(client, command, wait, as_json)
 
 
 # hwq devices

@@ -96,6 +96,29 @@ def server_worker() -> None:
     )
 
 
+def _require_registered(settings: Settings, name: str) -> None:
+    """Refuse to serve a device the registry does not know: no command could ever reach it."""
+    import redis
+
+    from tasks.connections import redis_client
+    from tasks.live_store import LiveStore
+
+    client = redis_client(settings, max_connections=1)
+    try:
+        registered = LiveStore(client, settings.key_prefix).device_config(name) is not None
+    except redis.RedisError as e:
+        raise click.ClickException(
+            f"cannot check that device {name!r} is registered: Redis is unreachable ({e})"
+        ) from e
+    finally:
+        client.close()
+    if not registered:
+        raise click.ClickException(
+            f"device {name!r} is not registered: register it first (`hwq devices add {name} "
+            "--address PORT` or POST /api/v1/devices), then start its worker"
+        )
+
+
 @click.command("device-worker")
 @click.argument("name")
 @click.option("--address", default=None, help="pyserial URL or path, overriding the registry.")
@@ -122,6 +145,7 @@ def device_worker(
 
     settings = _settings()
     _logging(settings, role="device-worker", device=name)
+    _require_registered(settings, name)
     _keep_device_on_one_cpu(settings, name)
     if simulate:
         simulator = SimulatedDevice(simulate, name, settings.home / "sim" / f"{name}.log")
@@ -155,7 +179,13 @@ def flower(port: int | None, address: str) -> None:
     os.environ["FLOWER_BASIC_AUTH"] = auth
     _logging(settings, role="flower")
     app = create_celery(settings)
-    app.start(["flower", f"--port={port or settings.flower_port}", f"--address={address}"])
+    # Flower is a monitor here. Its actions would answer as if they had worked when they could
+    # not: a revoke cannot stop a command, which only the API cancels, and a worker told to
+    # consume another device's queue refuses. Read-only mode refuses them all with 403.
+    app.start(
+        ["flower", f"--port={port or settings.flower_port}", f"--address={address}",
+         "--read_only=true"]
+    )  # fmt: skip
 
 
 @click.command()
@@ -182,7 +212,8 @@ def sim(kind: str, name: str, home: str | None, link: str | None) -> None:
     "devices",
     multiple=True,
     metavar="NAME[=ADDRESS]",
-    help="Register this device too if it is missing (repeatable); for deployments.",
+    help="Register this device too if it is missing, and mirror it into Redis for its worker "
+    "when HWQ_REDIS_URL is set (repeatable); for deployments.",
 )
 def migrate_command(devices: tuple[str, ...]) -> None:
     """Create or upgrade the results database schema."""
@@ -194,14 +225,34 @@ def migrate_command(devices: tuple[str, ...]) -> None:
     engine = make_engine(settings.sqlalchemy_url)
     migrate(engine)
     click.echo("database is at the newest schema")
+    ensured = []
     with make_sessions(engine)() as session, session.begin():
         for spec in devices:
             name, _, address = spec.partition("=")
             if not DEVICE_NAME_PATTERN.match(name):
                 raise click.BadParameter(f"{name!r} is not a device name", param_hint="NAME")
-            if registry.get_device(session, name) is None:
-                registry.add_device(session, {"name": name, "address": address or None})
+            row = registry.get_device(session, name)
+            if row is None:
+                row = registry.add_device(session, {"name": name, "address": address or None})
                 click.echo(f"registered device {name}")
+            ensured.append(registry.device_values(row))
+    if ensured and settings.redis_url:
+        _mirror_devices(settings, ensured)
+
+
+def _mirror_devices(settings: Settings, devices: list[dict[str, object]]) -> None:
+    """Mirror devices' settings into Redis, where their workers look for them at start."""
+    from tasks.connections import redis_client
+    from tasks.db.registry import WORKER_FIELDS
+    from tasks.live_store import LiveStore
+
+    client = redis_client(settings, max_connections=1)
+    try:
+        live = LiveStore(client, settings.key_prefix)
+        for values in devices:
+            live.put_device_config(str(values["name"]), {k: values[k] for k in WORKER_FIELDS})
+    finally:
+        client.close()
 
 
 @click.group()
