@@ -60,7 +60,8 @@ def install_server_duties(app: Celery, settings: Settings) -> None:
     engine = make_engine(settings.sqlalchemy_url, writes_first=True)
     migrate(engine)
     sessions = make_sessions(engine)
-    definitions.install("analysis", AnalysisService(live))
+    analysis = AnalysisService(live)
+    definitions.install("analysis", analysis)
 
     class ServerLoops(bootsteps.StartStopStep):
         """Starts the recorder and reaper beside the worker's task pool."""
@@ -74,7 +75,14 @@ def install_server_duties(app: Celery, settings: Settings) -> None:
 
         def start(self, worker: Any) -> None:
             recorder = Recorder(live, sessions, consumer=worker.hostname)
-            reaper = Reaper(live, sessions)
+            reaper = Reaper(
+                live,
+                sessions,
+                # A row missing from Redis for longer than a lease's grace, twice over, has
+                # outlived any submission still between its ledger insert and its create.
+                reconcile_grace_s=2 * settings.lease_grace_s,
+                on_restored_reply=analysis.analyze,
+            )
             for name, loop in (("recorder", recorder.run), ("reaper", reaper.run)):
                 thread = threading.Thread(
                     target=loop, args=(self.stop_flag,), name=f"hwq-{name}", daemon=True

@@ -268,6 +268,8 @@ def unfinished(session: Session) -> list[CommandRow]:
     """Commands the ledger shows as not yet terminal, for recovery after Redis lost data."""
     return list(
         session.scalars(
-            select(CommandRow).where(CommandRow.state.in_(("queued", "dispatched", "responded")))
+            select(CommandRow)
+            .where(CommandRow.state.in_(("queued", "dispatched", "responded")))
+            .order_by(CommandRow.created_at, CommandRow.id)
         )
     )
