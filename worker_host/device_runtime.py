@@ -66,6 +66,7 @@ class DeviceRuntime:
         self._lock = threading.Lock()
         self._recheck_after_s = live.lease_grace_s * RECHECK_AFTER_SHARE_OF_LEASE
         self._sent: OrderedDict[str, None] = OrderedDict()
+        self._lease_ends = 0.0
 
     def _device_config(self) -> dict[str, Any]:
         now = time.monotonic()
@@ -110,6 +111,8 @@ class DeviceRuntime:
         values = claim.values
         if values is None:
             return
+        # Past this, the reaper settles the command and recording its outcome is refused.
+        self._lease_ends = claimed_at + float(values["timeout_s"]) + self.live.lease_grace_s
         if values.get("restored") and self._sent_before(command_id, values):
             return
         try:
@@ -171,13 +174,13 @@ class DeviceRuntime:
         fields: dict[str, Any],
         context: dict[str, str],
     ) -> None:
-        """Record a command's outcome, trying again while Redis is away (bounded).
+        """Record a command's outcome, trying again while Redis is away, until its lease ends.
 
         Giving up leaves the command dispatched, for its lease to settle; recording it
         later than that would only be refused. A try whose reply was lost but which did
         move the command makes the next one refused, which is just as good.
         """
-        deadline = time.monotonic() + self.live.lease_grace_s
+        deadline = self._lease_ends
         pause = RECORD_RETRY_FIRST_S
         while True:
             try:
