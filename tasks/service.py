@@ -80,6 +80,8 @@ class HwqService:
         self._token_cache: dict[str, tuple[float, Principal]] = {}
         self._accepted = RecentlyAccepted()
         self._admission = AdmissionGuard(self.redis, self.live.transitions_key)
+        self.reply_timeout_s = REPLY_TIMEOUT_S
+        self.create_retry_pause_s = CREATE_RETRY_PAUSE_S
         self._token_lock = threading.Lock()
 
     @contextmanager
@@ -287,7 +289,10 @@ class HwqService:
         message = self.live.execute_message(values["id"], device)
         try:
             result = self.live.create(
-                values, self.settings.queue_cap, enqueue=message, reply_timeout_s=REPLY_TIMEOUT_S
+                values,
+                self.settings.queue_cap,
+                enqueue=message,
+                reply_timeout_s=self.reply_timeout_s,
             )
             if result.unknown_device:
                 # The mirror may be gone after Redis lost its data: SQL decides, then retry.
@@ -296,7 +301,7 @@ class HwqService:
                     values,
                     self.settings.queue_cap,
                     enqueue=message,
-                    reply_timeout_s=REPLY_TIMEOUT_S,
+                    reply_timeout_s=self.reply_timeout_s,
                 )
         except OutcomeUnknown as e:
             return self._create_again(values, message, e)
@@ -319,11 +324,11 @@ class HwqService:
         log.warning("create unanswered; sending it again", extra={**context, "error": str(first)})
         for attempt in range(CREATE_ATTEMPTS):
             if attempt:
-                time.sleep(CREATE_RETRY_PAUSE_S)
+                time.sleep(self.create_retry_pause_s)
             try:
                 # The first create may have run: the queue cap no longer decides.
                 result = self.live.create(
-                    values, UNCAPPED, enqueue=message, reply_timeout_s=REPLY_TIMEOUT_S
+                    values, UNCAPPED, enqueue=message, reply_timeout_s=self.reply_timeout_s
                 )
                 if result.unknown_device:
                     self._device_config(values["device"])

@@ -24,7 +24,8 @@ from worker_host.local_stack import TERMINAL, Stack, running_stack
 @pytest.fixture(scope="module")
 def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
     """A redis-server for this module alone."""
-    server = EmbeddedRedis(tmp_path_factory.mktemp("redis-faults"), persist=False)
+    # Append-only, so that a stop and a start keep the data, as a restart in production does.
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis-faults"), persist=True)
     server.start()
     yield server
     if server.process is not None and server.process.poll() is None:
@@ -75,16 +76,26 @@ def _in_history(stack: Stack, device: str, command_id: str) -> bool:
     return any(item["id"] == command_id for item in items)
 
 
-def test_a_submit_while_redis_sleeps_is_never_a_503_for_a_command_that_runs(
-    stack: Stack, device_name: str, client: redis.Redis
+def _pause(server: EmbeddedRedis, seconds: float) -> None:
+    """Stop the Redis process for `seconds`, as a stall of the host (or DEBUG SLEEP) would."""
+    assert server.process is not None
+    server.process.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(seconds)
+    finally:
+        server.process.send_signal(signal.SIGCONT)
+
+
+def test_a_submit_while_redis_is_paused_is_never_a_503_for_a_command_that_runs(
+    stack: Stack, device_name: str, own_redis: EmbeddedRedis
 ) -> None:
     """Defect: Redis paused 6.5 s during a submit; the client got 503 and the row was deleted,
     yet the create had run: the command ran, ended done and never showed in history."""
     stack.add_sim_device(device_name)
     payload = f"ECHO paused-{uuid.uuid4().hex[:6]}"
-    sleeper = threading.Thread(target=client.execute_command, args=("DEBUG", "SLEEP", "6.5"))
+    sleeper = threading.Thread(target=_pause, args=(own_redis, 6.5))
     sleeper.start()
-    time.sleep(0.3)  # the submission arrives while Redis sleeps
+    time.sleep(0.3)  # the submission arrives while Redis is paused
     reply = stack.request(
         "POST", f"/devices/{device_name}/commands", body={"kind": "line", "payload": payload}
     )
@@ -171,20 +182,17 @@ def test_a_command_lost_while_epoch_survives_is_still_recovered(
     assert stack.sim_log(device_name).count("ECHO partly-lost") == 1
 
 
-def test_a_reply_that_arrives_while_redis_is_stopped_is_recorded_once_it_is_back(
+def test_a_reply_that_arrives_while_redis_is_down_is_recorded_once_it_is_back(
     stack: Stack, device_name: str, own_redis: EmbeddedRedis
 ) -> None:
-    """Defect: a reply arriving while Redis was down ended interrupted with the wrong error,
-    and an idempotent command then ran twice."""
+    """Defect: a reply arriving while Redis was down for 5 s ended interrupted with the wrong
+    error, and an idempotent command then ran twice."""
     stack.add_sim_device(device_name)
     command_id = stack.submit(device_name, "SLEEP 1500", timeout_s=15, idempotent=True)
     _wait_until(lambda: "SLEEP 1500" in stack.sim_log(device_name), "the command on the wire")
-    assert own_redis.process is not None
-    own_redis.process.send_signal(signal.SIGSTOP)
-    try:
-        time.sleep(8)  # the reply comes 1.5 s in; recording it outlasts a socket timeout
-    finally:
-        own_redis.process.send_signal(signal.SIGCONT)
+    own_redis.stop()  # the reply comes 1.5 s in, to a worker that cannot reach Redis
+    time.sleep(7)
+    own_redis.start()
     done = _settled(stack, command_id)
     assert done["state"] == "done", done
     assert done["attempts"] == 1
