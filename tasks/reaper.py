@@ -247,6 +247,8 @@ class Reaper:
     def _settle_from_ledger(self, session: Session, row: Any, ledger_complete: bool) -> None:
         """One unfinished row whose live state is gone: back into Redis, or ended."""
         values = ledger.command_view(row)
+        # The state it comes back in is the create's to set, not the ledger's.
+        del values["state"]
         values["seq"] = row.last_seq
         context = {"command": row.id, "device": row.device}
         if row.state == State.RESPONDED:

@@ -130,3 +130,15 @@ def test_new_commands_are_refused_before_redis_is_full(tmp_path: Path) -> None:
         client.close()
     finally:
         server.stop()
+
+
+def test_a_dispatched_idempotent_command_lost_in_a_flush_is_queued_again(stores) -> None:  # type: ignore[no-untyped-def]
+    sessions, live = stores
+    command_id = _accept(sessions, live, idempotent=True)
+    live.claim(command_id, "dev0@host")
+    _record_all(sessions, live)
+    for key in live.redis.scan_iter(match=f"{live.prefix}:*"):
+        live.redis.delete(key)
+    Reaper(live, sessions).recover_from_ledger(ledger_complete=False)
+    claim = live.claim(command_id, "dev0@host")
+    assert claim.moved and claim.state == State.DISPATCHED
