@@ -349,3 +349,11 @@ def test_the_docs_page_is_self_contained(app: Flask) -> None:
     assert "http://" not in page and "https://" not in page  # no CDN: nothing from elsewhere
     nonce = response.headers["Content-Security-Policy"].split("'nonce-")[1].split("'")[0]
     assert f'<script nonce="{nonce}">' in page
+
+
+def test_submission_documents_its_idempotency_key_header(document: dict[str, Any]) -> None:
+    operation = document["paths"]["/api/v1/devices/{name}/commands"]["post"]
+    headers = [p for p in operation["parameters"] if p["in"] == "header"]
+    assert [h["name"] for h in headers] == ["Idempotency-Key"]
+    assert headers[0]["schema"]["maxLength"] == 255
+    assert "422" in operation["responses"]
