@@ -8,7 +8,7 @@ from flask import Blueprint, url_for
 
 from api.auth import current_principal, require_role
 from api.context import hwq_service
-from api.inputs import json_body, query_args
+from api.inputs import IDEMPOTENCY_KEY_PARAMETER, idempotency_key, json_body, query_args
 from api.openapi import documented
 from api.request_log import note
 from api.responses import Command, CommandEventList, CommandList
@@ -19,7 +19,12 @@ bp = Blueprint("commands", __name__)
 
 @bp.post("/devices/<device:name>/commands")
 @documented(
-    "Submit a command", body=CommandSubmit, response=Command, status=202, errors=(409, 429)
+    "Submit a command",
+    body=CommandSubmit,
+    response=Command,
+    status=202,
+    errors=(409, 429),
+    headers=(IDEMPOTENCY_KEY_PARAMETER,),
 )
 @require_role("operator")
 def submit_command(name: str) -> tuple[dict[str, Any], int, dict[str, str]]:
@@ -28,9 +33,10 @@ def submit_command(name: str) -> tuple[dict[str, Any], int, dict[str, str]]:
     409 for a python command to a device that does not allow python.
     """
     submission = json_body(CommandSubmit).model_dump()
+    key = idempotency_key()
     principal = current_principal()
     assert principal is not None  # require_role has authenticated the request
-    command = hwq_service().submit(name, principal.name, submission)
+    command = hwq_service().submit(name, principal.name, submission, idempotency_key=key)
     note(command=command["id"])
     return command, 202, {"Location": url_for(".get_command", command_id=command["id"])}
 

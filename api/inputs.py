@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import IO, Any, NoReturn, TypeVar
 
 from flask import current_app, request
@@ -15,6 +16,28 @@ from tasks.errors import MalformedRequest, ValidationFailed
 from tasks.queues import DEVICE_NAME_PATTERN
 
 Model = TypeVar("Model", bound=BaseModel)
+
+# Idempotency-Key: at most this many characters, each visible ASCII or a space.
+MAX_IDEMPOTENCY_KEY_CHARS = 255
+_IDEMPOTENCY_KEY_CHARS = re.compile(r"[\x20-\x7e]+")
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+# How the OpenAPI document describes it.
+IDEMPOTENCY_KEY_PARAMETER: dict[str, Any] = {
+    "name": IDEMPOTENCY_KEY_HEADER,
+    "in": "header",
+    "required": False,
+    "description": (
+        "Makes a retried submission safe: the same key from the same user with the same body "
+        "answers 202 with the command the first request made (same Location), even across "
+        "API restarts; the same key with a different body is refused with 422."
+    ),
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_IDEMPOTENCY_KEY_CHARS,
+        "pattern": "^[\\x20-\\x7e]+$",
+    },
+}
 
 # An oversized body is read and thrown away up to this many bytes before the 413 goes out, so
 # the client sees the answer instead of a connection reset by the unread bytes; beyond it the
@@ -161,3 +184,23 @@ def _summary(errors: list[dict[str, object]]) -> str:
     fields = sorted({str(error["field"]) for error in errors})
     noun = "field is" if len(fields) == 1 else "fields are"
     return f"{len(fields)} {noun} invalid: {', '.join(fields)}."
+
+
+def idempotency_key() -> str | None:
+    """The request's Idempotency-Key header, checked, or None when it has none."""
+    key = request.headers.get(IDEMPOTENCY_KEY_HEADER)
+    if key is None:
+        return None
+    problem = None
+    if not key.strip():
+        problem = "must not be empty"
+    elif len(key) > MAX_IDEMPOTENCY_KEY_CHARS:
+        problem = f"must be at most {MAX_IDEMPOTENCY_KEY_CHARS} characters"
+    elif not _IDEMPOTENCY_KEY_CHARS.fullmatch(key):
+        problem = "must be visible ASCII characters and spaces"
+    if problem:
+        raise ValidationFailed(
+            f"the {IDEMPOTENCY_KEY_HEADER} header {problem}",
+            [{"field": IDEMPOTENCY_KEY_HEADER, "message": problem}],
+        )
+    return key

@@ -55,6 +55,8 @@ class OperationDoc:
     errors: tuple[int, ...] = ()
     # Responses that are not problems, such as the health report's 503.
     other_responses: dict[int, type[BaseModel]] = field(default_factory=dict)
+    # Request headers the operation reads, as OpenAPI parameter objects.
+    headers: tuple[dict[str, Any], ...] = ()
 
     def __call__(self, view: View) -> View:
         """Attach this description to a view: OperationDoc is used as a decorator."""
@@ -144,6 +146,8 @@ def _operation(
         errors.add(404)
     if doc.query:
         parameters += _query_parameters(components.schema(doc.query))
+    if doc.headers:
+        parameters += doc.headers
     if parameters:
         operation["parameters"] = parameters
     if doc.body:

@@ -60,9 +60,13 @@ def _hwq_error(exc: HwqError) -> Response:
         # Not one of the statuses the contract names: something went wrong that a person
         # should look at. (503s are logged where the unreachable dependency is known.)
         log.error("%s: %s", type(exc).__name__, exc, exc_info=exc)
-    return problem_response(
+    response = problem_response(
         exc.status, exc.title, str(exc) or exc.title, type_=problem_type(type(exc)), errors=errors
     )
+    retry_after_s = getattr(exc, "retry_after_s", None)
+    if retry_after_s is not None:
+        response.headers["Retry-After"] = str(retry_after_s)
+    return response
 
 
 def _http_error(exc: HTTPException) -> Response:

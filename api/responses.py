@@ -17,6 +17,12 @@ class Health(BaseModel):
     redis: str
     database: str
     version: str
+    recorder_pending: int | None = Field(
+        description="transitions in Redis not yet copied to the SQL ledger (null: Redis down)"
+    )
+    recorder_lag_s: float | None = Field(
+        description="age in seconds of the oldest transition not yet in the ledger (0: none)"
+    )
 
 
 class Device(BaseModel):

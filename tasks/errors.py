@@ -80,6 +80,25 @@ class ServiceUnavailable(HwqError):
     title = "Service unavailable"
 
 
+class OutcomeUnknown(ServiceUnavailable):
+    """A request reached Redis, or may have, but its reply never came back."""
+
+
+class StoreNearlyFull(ServiceUnavailable):
+    """Redis is near its memory limit, or the recorder far behind: come back later."""
+
+    def __init__(self, detail: str, retry_after_s: int) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+
+
+class IdempotencyKeyReused(HwqError):
+    """An Idempotency-Key already named a different submission."""
+
+    status = 422
+    title = "Idempotency key reused"
+
+
 class DeviceError(HwqError):
     """The device or its transport failed: port missing, write error, bad reply."""
 

@@ -13,6 +13,7 @@ import redis
 
 from tasks.celery_app import broker_key_prefix
 from tasks.command_record import from_redis_fields, to_redis_fields, utc_now_iso
+from tasks.errors import OutcomeUnknown
 from tasks.lifecycle import ALLOWED, TERMINAL, DeviceState, State, device_state
 from tasks.messages import execute_message
 from tasks.queues import device_queue
@@ -66,6 +67,7 @@ class LiveStore:
         # lost; it covers opening the port and reporting the result.
         self.lease_grace_s = lease_grace_s
         source = _render_script()
+        self._source = source
         self._script = client.register_script(source)
         # The name Redis knows the script by, for EVALSHA sent on a connection of one's own.
         self.script_sha = hashlib.sha1(source.encode()).hexdigest()
@@ -165,12 +167,23 @@ class LiveStore:
         values: dict[str, Any],
         queue_cap: int,
         enqueue: tuple[str, str] | None = None,
+        *,
+        reply_timeout_s: float | None = None,
+        restore_as: State | None = None,
+        detail: str = "accepted",
     ) -> TransitionResult:
         """Store a new command as queued, unless its device already holds `queue_cap`.
 
         The device must have its settings mirrored (else `unknown_device`). With `enqueue` =
         (broker list key, message), the message is pushed in the same atomic step, so a
         command is never queued without its message or the reverse.
+
+        With `reply_timeout_s` (the API's submissions), created_at is stamped from Redis's
+        clock and returned in `values`, and the script is sent on a connection taken for it:
+        a failure to connect raises `redis.ConnectionError` (nothing was sent); a reply not
+        back within the timeout, or a connection lost after sending, raises `OutcomeUnknown`.
+        Sending the same create again is harmless: it finds the command and changes nothing.
+        `restore_as`: the state a command the ledger holds comes back in after Redis lost it.
         """
         options: dict[str, Any] = {
             "cap": queue_cap,
@@ -178,9 +191,37 @@ class LiveStore:
         }
         if enqueue is not None:
             options["queue"], options["message"] = enqueue
-        return self._run(
-            "create", values["id"], detail="accepted", extra=json.dumps(options), fields=values
+        if restore_as is not None:
+            options["state"] = restore_as.value
+        if reply_timeout_s is None:
+            return self._run(
+                "create", values["id"], detail=detail, extra=json.dumps(options), fields=values
+            )
+        options["stamp"] = True
+        args = self._transition_args(
+            "create", values["id"], detail=detail, extra=json.dumps(options), fields=values
         )
+        return self.transition_result(self._run_bounded(args, reply_timeout_s))
+
+    def _run_bounded(self, args: list[Any], reply_timeout_s: float) -> Any:
+        pool = self.redis.connection_pool
+        connection = pool.get_connection("EVALSHA")
+        try:
+            try:
+                return _send_and_read(
+                    connection, ("EVALSHA", self.script_sha, 0, *args), reply_timeout_s
+                )
+            except redis.exceptions.NoScriptError:
+                # Refused before it ran: this Redis has not seen the script yet.
+                return _send_and_read(
+                    connection, ("EVAL", self._source, 0, *args), reply_timeout_s
+                )
+        except OutcomeUnknown:
+            # A reply may still arrive on this connection; it must not reach the next user.
+            connection.disconnect()
+            raise
+        finally:
+            pool.release(connection)
 
     def move(
         self,
@@ -393,6 +434,19 @@ class LiveStore:
     def queued_ids(self, device: str) -> list[str]:
         """A device's queued command ids, oldest first."""
         return [i.decode() for i in self.redis.zrange(self.device_set_key(device, "queued"), 0, -1)]
+
+
+def _send_and_read(connection: Any, command: tuple[Any, ...], reply_timeout_s: float) -> Any:
+    """One command on `connection`, its reply awaited at most `reply_timeout_s`."""
+    try:
+        connection.send_command(*command, check_health=False)
+        if not connection.can_read(timeout=reply_timeout_s):
+            raise OutcomeUnknown(f"Redis did not answer within {reply_timeout_s:g} s")
+        return connection.read_response()
+    except redis.ResponseError:
+        raise  # Redis answered, refusing: the script did not run
+    except (redis.RedisError, OSError) as e:
+        raise OutcomeUnknown(f"Redis's answer was lost: {e}") from e
 
 
 def _decode_hash(raw: dict[bytes, bytes]) -> dict[str, Any] | None:

@@ -18,7 +18,9 @@ from tasks.db import ledger
 from tasks.db.engine import checkpoint_passively
 from tasks.db.write_lock import write_session
 from tasks.idle_priority import yield_to_everything_else
+from tasks.lifecycle import TERMINAL
 from tasks.live_store import LiveStore
+from tasks.recently_accepted import RECENT_S
 
 log = logging.getLogger("hwq.recorder")
 
@@ -30,6 +32,9 @@ BATCH = 200
 # a submission arriving meanwhile waits that long: at 0.05 s a batch held it ~1.6 ms and
 # was the tail of POST latency; at 0.02 s the p99 of a round trip is ~0.8 ms lower.
 GATHER_S = 0.02
+# How long a finished command's live state stays in Redis once it is in the ledger: long
+# enough that a client who just submitted it can still wait on its wake stream.
+RECORDED_TTL_S = int(2 * RECENT_S)
 # How long one read blocks before the loop looks at its stop flag again.
 BLOCK_MS = 1000
 # How often, at most, the recorder copies SQLite's write-ahead log into the database. Doing
@@ -99,6 +104,14 @@ class Recorder:
         pipe = self.live.redis.pipeline()
         pipe.xack(key, GROUP, *ids)
         pipe.xdel(key, *ids)
+        # A finished command is in the ledger now, where reads find it once Redis lets go.
+        for command_id in {e["id"] for e in decoded if e["state"] in TERMINAL}:
+            for live_key in (
+                self.live.command_key(command_id),
+                self.live.log_key(command_id),
+                self.live.wake_key(command_id),
+            ):
+                pipe.expire(live_key, RECORDED_TTL_S)
         pipe.execute()
         self._checkpoint_when_due()
         return len(entries)

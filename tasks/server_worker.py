@@ -90,7 +90,8 @@ def install_server_duties(app: Celery, settings: Settings) -> None:
     migrate(engine)
     sessions = make_sessions(engine)
     analyzers = AnalyzerPool(settings.analysis_timeout_s)
-    definitions.install("analysis", AnalysisService(live, analyzers))
+    analysis = AnalysisService(live, analyzers)
+    definitions.install("analysis", analysis)
 
     class ServerLoops(bootsteps.StartStopStep):
         """Starts the recorder and reaper beside the worker's task pool."""
@@ -106,7 +107,14 @@ def install_server_duties(app: Celery, settings: Settings) -> None:
             outcomes = ServerOutcomeEvents(app, worker.hostname)
             recorder = Recorder(live, sessions, consumer=worker.hostname,
                                 on_recorded=outcomes.report)  # fmt: skip
-            reaper = Reaper(live, sessions)
+            reaper = Reaper(
+                live,
+                sessions,
+                # A row missing from Redis for longer than a lease's grace, twice over, has
+                # outlived any submission still between its ledger insert and its create.
+                reconcile_grace_s=2 * settings.lease_grace_s,
+                on_restored_reply=analysis.analyze,
+            )
             for name, loop in (("recorder", recorder.run), ("reaper", reaper.run)):
                 thread = threading.Thread(
                     target=loop, args=(self.stop_flag,), name=f"hwq-{name}", daemon=True

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
+import json
 import logging
 import threading
 import time
@@ -15,8 +17,9 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import redis
+from cachetools import TTLCache
 from sqlalchemy import Connection, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from config import Settings
@@ -33,20 +36,35 @@ from tasks.device_options import device_profile
 from tasks.errors import (
     CommandStateError,
     Conflict,
+    IdempotencyKeyReused,
     NotFound,
+    OutcomeUnknown,
     QueueFull,
+    StoreNearlyFull,
     Unauthorized,
     ValidationFailed,
 )
 from tasks.lifecycle import TERMINAL, State, is_settled_for_wait
-from tasks.live_store import LiveStore
+from tasks.live_store import LiveStore, TransitionResult
 from tasks.recently_accepted import RecentlyAccepted
+from tasks.store_health import RETRY_AFTER_S, AdmissionGuard, recorder_lag
 
 log = logging.getLogger("hwq.service")
 
 # A token lookup is cached this long, so a busy client costs one SQL query per minute. Each
 # request still reads the revocation generation from Redis, so a revoked token fails at once.
 TOKEN_CACHE_TTL_S = 60.0
+# A submission reads its device's settings from a cache this fresh, for this many devices.
+DEVICE_CONFIG_CACHE_S = 1.0
+DEVICE_CONFIG_CACHE_SIZE = 4096
+# How long a submission waits for Redis to answer its create before the outcome is unknown.
+REPLY_TIMEOUT_S = 5.0
+# An unanswered create is sent this many times more, this far apart, before the API accepts
+# the command on the ledger's word alone.
+CREATE_ATTEMPTS = 3
+CREATE_RETRY_PAUSE_S = 0.5
+# The queue cap of a create sent again: the first may have run, so the command is accepted.
+UNCAPPED = 1 << 30
 
 
 @functools.cache
@@ -71,7 +89,14 @@ class HwqService:
         self._token_cache: dict[str, tuple[float, Principal]] = {}
         self._token_generation: bytes | None = None
         self._accepted = RecentlyAccepted()
+        self._admission = AdmissionGuard(self.redis, self.live.transitions_key)
+        self.reply_timeout_s = REPLY_TIMEOUT_S
+        self.create_retry_pause_s = CREATE_RETRY_PAUSE_S
         self._token_lock = threading.Lock()
+        self._config_cache: TTLCache[str, dict[str, Any]] = TTLCache(
+            maxsize=DEVICE_CONFIG_CACHE_SIZE, ttl=DEVICE_CONFIG_CACHE_S
+        )
+        self._config_lock = threading.Lock()
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
@@ -86,10 +111,11 @@ class HwqService:
 
     # health and auth ----------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
-        """Whether Redis and the database answer."""
+        """Whether Redis and the database answer, and how far the ledger trails Redis."""
         redis_ok = database_ok = True
+        lag = None
         try:
-            self.redis.ping()
+            lag = recorder_lag(self.redis, self.live.transitions_key)
         except redis.RedisError:
             redis_ok = False
         try:
@@ -102,6 +128,10 @@ class HwqService:
             "redis": "ok" if redis_ok else "down",
             "database": "ok" if database_ok else "down",
             "version": _version(),
+            # Transitions not yet in the ledger and the age of the oldest: a lagging recorder
+            # delays history, not commands, so it does not make the status degraded.
+            "recorder_pending": None if lag is None else lag.pending,
+            "recorder_lag_s": None if lag is None else round(lag.oldest_s, 3),
         }
 
     @property
@@ -164,6 +194,8 @@ class HwqService:
         return {**values, **self.live.device_status(values["name"])}
 
     def _mirror(self, values: dict[str, Any]) -> None:
+        with self._config_lock:
+            self._config_cache.clear()
         self.live.put_device_config(values["name"], {k: values[k] for k in registry.WORKER_FIELDS})
 
     def list_devices(self) -> list[dict[str, Any]]:
@@ -222,7 +254,23 @@ class HwqService:
             self._refuse_if_busy(name, "wait for them or cancel them first")
             session.delete(row)
             self.live.forget_device(name)
+            with self._config_lock:
+                self._config_cache.pop(name, None)
         log.info("device deleted", extra={"device": name})
+
+    def _submission_config(self, name: str) -> dict[str, Any]:
+        """The device's settings a submission is checked against, read at most once a second.
+
+        A change made elsewhere reaches this process within that second; the device worker
+        checks the command against the settings again before any byte goes out.
+        """
+        with self._config_lock:
+            config = self._config_cache.get(name)
+        if config is None:
+            config = self._device_config(name)
+            with self._config_lock:
+                self._config_cache[name] = config
+        return config
 
     def _device_config(self, name: str) -> dict[str, Any]:
         config = self.live.device_config(name)
@@ -238,10 +286,20 @@ class HwqService:
         return values
 
     # commands -----------------------------------------------------------------------------
-    def submit(self, device: str, user: str, request: dict[str, Any]) -> dict[str, Any]:
-        """Accept a command: ledger row, live state, then the message to the device's queue."""
-        # One read of the mirrored settings; an unknown device is a 404 before any row exists.
-        config = self._device_config(device)
+    def submit(
+        self,
+        device: str,
+        user: str,
+        request: dict[str, Any],
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Accept a command: ledger row, live state, then the message to the device's queue.
+
+        With `idempotency_key`, a repeat of the same submission by the same user returns the
+        command the first one made; a different submission under that key is refused.
+        """
+        # The mirrored settings; an unknown device is a 404 before any row exists.
+        config = self._submission_config(device)
         _check_fits_device(device, config, request)
         if request["kind"] == "python" and not _allows_python(config):
             # A setting of the device, not a fault of the request: the same body is accepted
@@ -251,6 +309,7 @@ class HwqService:
             )
         analysis = request.get("analysis")
         check_analysis_request(analysis)
+        self._admission.check()
         values: dict[str, Any] = {
             "id": str(uuid.uuid4()),
             "device": device,
@@ -263,32 +322,104 @@ class HwqService:
             "idempotent": bool(request.get("idempotent")),
             "analysis": None if analysis is None else {**analysis, "value": None},
             "attempts": 0,
+            # Until Redis stamps it in the atomic create; see `_create`.
             "created_at": utc_now_iso(),
         }
+        if idempotency_key is not None:
+            values["idempotency_key"] = idempotency_key
+            values["request_digest"] = request_digest(device, request)
         # The ledger row is committed before the message exists, so no worker can run a
         # command the ledger does not know; a refusal afterwards removes the row again.
-        self._insert_command.insert(values)
-        message = self.live.execute_message(values["id"], device)
         try:
-            result = self.live.create(values, self.settings.queue_cap, enqueue=message)
-            if result.unknown_device:
-                # The mirror may be gone after Redis lost its data: SQL decides, then retry.
-                self._device_config(device)
-                result = self.live.create(values, self.settings.queue_cap, enqueue=message)
-        except (redis.RedisError, NotFound):
-            self._forget_row(values["id"])
-            raise
-        if result.queue_full:
-            self._forget_row(values["id"])
-            raise QueueFull(
-                f"device {device!r} already holds {self.settings.queue_cap} queued commands"
-            )
+            self._insert_command.insert(values)
+        except IntegrityError:
+            if idempotency_key is None:
+                raise
+            return self._repeated_submission(user, idempotency_key, values["request_digest"])
+        values["created_at"] = self._create(values)
         self._accepted.add(values["id"])
         log.info(
             "command accepted",
             extra={"device": device, "command": values["id"], "kind": values["kind"]},
         )
         return public_view({**values, "state": State.QUEUED.value})
+
+    def _create(self, values: dict[str, Any]) -> str:
+        """The command's live state and message; returns created_at as Redis stamped it.
+
+        Once the create has been sent, the command counts as accepted: Redis may have run it
+        even when its reply was lost, and a command that runs must have its ledger row. So
+        the row is removed only on an answer that says the create did not run, or when it
+        could not be sent at all. Otherwise it is sent again (it finds the command if the
+        first one ran), and if Redis stays out of reach the reaper's reconcile sweep
+        creates it from the ledger later.
+        """
+        device = values["device"]
+        message = self.live.execute_message(values["id"], device)
+        try:
+            result = self.live.create(
+                values,
+                self.settings.queue_cap,
+                enqueue=message,
+                reply_timeout_s=self.reply_timeout_s,
+            )
+            if result.unknown_device:
+                # The mirror may be gone after Redis lost its data: SQL decides, then retry.
+                self._device_config(device)
+                result = self.live.create(
+                    values,
+                    self.settings.queue_cap,
+                    enqueue=message,
+                    reply_timeout_s=self.reply_timeout_s,
+                )
+        except OutcomeUnknown as e:
+            return self._create_again(values, message, e)
+        except (redis.RedisError, NotFound) as e:
+            self._forget_row(values["id"])
+            if isinstance(e, redis.ResponseError) and str(e).startswith("OOM"):
+                raise StoreNearlyFull("Redis is full; try again shortly", RETRY_AFTER_S) from e
+            raise
+        if result.queue_full:
+            self._forget_row(values["id"])
+            raise QueueFull(
+                f"device {device!r} already holds {self.settings.queue_cap} queued commands"
+            )
+        return _created_at(result, values)
+
+    def _create_again(
+        self, values: dict[str, Any], message: tuple[str, str], first: OutcomeUnknown
+    ) -> str:
+        context = {"device": values["device"], "command": values["id"]}
+        log.warning("create unanswered; sending it again", extra={**context, "error": str(first)})
+        for attempt in range(CREATE_ATTEMPTS):
+            if attempt:
+                time.sleep(self.create_retry_pause_s)
+            try:
+                # The first create may have run: the queue cap no longer decides.
+                result = self.live.create(
+                    values, UNCAPPED, enqueue=message, reply_timeout_s=self.reply_timeout_s
+                )
+                if result.unknown_device:
+                    self._device_config(values["device"])
+                    continue
+                return _created_at(result, values)
+            except (redis.RedisError, OutcomeUnknown, NotFound, SQLAlchemyError) as e:
+                log.warning("create still unanswered", extra={**context, "error": str(e)})
+        log.warning("command accepted before Redis confirmed it; the reaper completes it",
+                    extra=context)  # fmt: skip
+        return str(values["created_at"])
+
+    def _repeated_submission(self, user: str, key: str, digest: str) -> dict[str, Any]:
+        with self._session() as session:
+            row = ledger.by_idempotency_key(session, user, key)
+            if row is None:  # the first submission was refused meanwhile and its row removed
+                raise Conflict("a submission with this Idempotency-Key is being refused; retry")
+            if row.request_digest != digest:
+                raise IdempotencyKeyReused(
+                    "this Idempotency-Key was used for a different submission"
+                )
+            command_id = row.id
+        return self.get_command(command_id)
 
     def _forget_row(self, command_id: str) -> None:
         with self._writing() as connection:
@@ -398,3 +529,14 @@ def _check_fits_device(device: str, config: dict[str, Any], request: dict[str, A
 
 def _allows_python(config: dict[str, Any]) -> bool:
     return bool((config.get("options") or {}).get("allow_python"))
+
+
+def _created_at(result: TransitionResult, values: dict[str, Any]) -> str:
+    stamped = (result.values or {}).get("created_at")
+    return str(stamped or values["created_at"])
+
+
+def request_digest(device: str, request: dict[str, Any]) -> str:
+    """What makes two submissions the same: the device and the validated body."""
+    canonical = json.dumps([device, request], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()

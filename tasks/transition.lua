@@ -5,13 +5,16 @@
 -- ARGV: 1 key prefix, 2 mode ("create" | "move" | "claim"), 3 command id, 4 now (ISO 8601),
 --       5 detail, 6 expected states ("*" or comma list), 7 target states (comma list,
 --       applied in order), 8 lease seconds ("" for none), 9 create only: JSON
---       {cap, device_key, queue?, message?}: the device's queue cap and settings key, and the
---       broker list and Celery message to push once the command is stored; claim only: the
---       claiming worker's device ("" for any), 10.. field/value pairs to store with the change.
+--       {cap, device_key, queue?, message?, stamp?, state?}: the device's queue cap and settings
+--       key, the broker list and Celery message to push once the command is stored, whether
+--       to stamp created_at from Redis's clock, and the state a command restored from the
+--       ledger comes back in (queued by default); claim only: the claiming worker's device
+--       ("" for any), 10.. field/value pairs to store with the change.
 -- Returns {code, previous state, new state}: code 1 moved, 0 refused, -1 no such command,
 -- -2 device queue full, -3 device not registered (both create only), -4 the command is
--- another device's (claim only; the reply's fourth item names that device). A won claim also returns the command's fields, so the
--- worker needs no second round trip before it talks to the device.
+-- another device's (claim only; the reply's fourth item names that device). A won claim
+-- also returns the command's fields, so the worker needs no second round trip before it
+-- talks to the device; a stamped create returns {'created_at', time}.
 
 local prefix, mode, id, now_iso, detail = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local expected, targets, lease_s, extra = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
@@ -86,17 +89,61 @@ local function record(state, fields)
   redis.call('XADD', transitions_key, '*', unpack(entry))
 end
 
+-- ISO 8601 UTC with microseconds, as the callers write times, from Unix seconds and micros.
+local function iso_time(seconds, micros)
+  -- Days to a civil date (H. Hinnant's days_from_civil, inverted).
+  local days = math.floor(seconds / 86400)
+  local of_day = seconds - days * 86400
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
+    - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local day = doy - math.floor((153 * mp + 2) / 5) + 1
+  local month = mp < 10 and mp + 3 or mp - 9
+  local year = yoe + era * 400 + (month <= 2 and 1 or 0)
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%06dZ', year, month, day,
+    math.floor(of_day / 3600), math.floor(of_day % 3600 / 60), of_day % 60, micros)
+end
+
+-- created_at from Redis's clock, in the same atomic step that queues the message: the order
+-- of creation times is the order commands reach their queues, hence the order they run in.
+-- Strictly increasing, so no two commands share one even within a microsecond.
+local function creation_stamp()
+  local clock_key = prefix .. ':created_clock'
+  local micros = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local last = tonumber(redis.call('GET', clock_key) or '0')
+  if micros <= last then micros = last + 1 end
+  redis.call('SET', clock_key, string.format('%.0f', micros))
+  local seconds = math.floor(micros / 1000000)
+  return iso_time(seconds, micros - seconds * 1000000)
+end
+
 if mode == 'create' then
   local fields = fields_from(10)
   local device = nil
   for i = 1, #fields, 2 do
     if fields[i] == 'device' then device = fields[i + 1] end
   end
-  if redis.call('EXISTS', cmd_key) == 1 then return {0, redis.call('HGET', cmd_key, 'state'), ''} end
+  if redis.call('EXISTS', cmd_key) == 1 then
+    -- Sent again after its first reply was lost: it is there already, and stays as it is.
+    local created_at = redis.call('HGET', cmd_key, 'created_at') or ''
+    return {0, redis.call('HGET', cmd_key, 'state'), '', {'created_at', created_at}}
+  end
   local options = cjson.decode(extra)
   if redis.call('EXISTS', options.device_key) == 0 then return {-3, '', ''} end
   if redis.call('ZCARD', device_key(device, 'queued')) >= options.cap then return {-2, '', ''} end
-  redis.call('HSET', cmd_key, 'state', 'queued', 'seq', 0, unpack(fields))
+  local initial = options.state or 'queued'
+  redis.call('HSET', cmd_key, 'state', initial, 'seq', 0, unpack(fields))
+  if initial == 'responded' then
+    -- A reply awaiting analysis, restored from the ledger after Redis lost it.
+    enter(device, 'responded')
+    record('responded', {'state', 'responded'})
+    redis.call('XADD', wake_key, 'MAXLEN', '4', '*', 'state', 'responded')
+    return {1, '', 'responded'}
+  end
   local expires_s = redis.call('HGET', cmd_key, 'expires_s')
   if expires_s and expires_s ~= '' then
     local deadline = now + tonumber(expires_s)
@@ -105,9 +152,17 @@ if mode == 'create' then
   end
   enter(device, 'queued')
   -- The API committed the ledger row with every field before this ran: the recorder needs
-  -- only the event.
-  record('queued', {'state', 'queued'})
+  -- only the event, and created_at when it is stamped here.
+  local recorded = {'state', 'queued'}
+  local created_at = nil
+  if options.stamp then
+    created_at = creation_stamp()
+    redis.call('HSET', cmd_key, 'created_at', created_at)
+    table.insert(recorded, 'created_at'); table.insert(recorded, created_at)
+  end
+  record('queued', recorded)
   if options.queue then redis.call('LPUSH', options.queue, options.message) end
+  if created_at then return {1, '', 'queued', {'created_at', created_at}} end
   return {1, '', 'queued'}
 end
 

@@ -6,11 +6,13 @@ import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import redis
 from celery import Celery
 
 from tasks.analysis import MANUAL
@@ -34,6 +36,13 @@ CONFIG_CACHE_S = 2.0
 # its data meanwhile shows when the reply is recorded: the command is gone, and the ledger
 # ends it interrupted, outcome unknown.)
 RECHECK_AFTER_SHARE_OF_LEASE = 0.5
+# An outcome Redis did not take is tried again after this pause, doubling up to the longest,
+# until the command's lease grace has passed.
+RECORD_RETRY_FIRST_S = 0.1
+RECORD_RETRY_MAX_S = 1.0
+# Commands this worker wrote to its port, the newest this many: a command restored from the
+# ledger after Redis lost its data is checked against them before it is sent.
+MAX_REMEMBERED_SENT = 10_000
 # Settings whose change means the port must be opened anew.
 _PORT_SETTINGS = ("address", "baudrate")
 # A late reply is kept as an event whose detail holds at most this much of it.
@@ -78,6 +87,8 @@ class DeviceRuntime:
         # One thread runs the commands, but a redelivery must never race the port.
         self._lock = threading.Lock()
         self._recheck_after_s = live.lease_grace_s * RECHECK_AFTER_SHARE_OF_LEASE
+        self._sent: OrderedDict[str, None] = OrderedDict()
+        self._lease_ends = 0.0
 
     def _device_config(self) -> dict[str, Any]:
         now = time.monotonic()
@@ -202,6 +213,10 @@ class DeviceRuntime:
         values = claim.values
         if values is None:
             return None
+        # Past this, the reaper settles the command and recording its outcome is refused.
+        self._lease_ends = claimed_at + float(values["timeout_s"]) + self.live.lease_grace_s
+        if values.get("restored") and self._sent_before(command_id, values):
+            return None
         if on_dispatched is not None:
             on_dispatched()
         try:
@@ -219,6 +234,7 @@ class DeviceRuntime:
             ):
                 log.warning("claim lost before writing", extra=context)
                 return None
+            self._remember_sent(command_id)
             response = exchange.run(
                 values["kind"],
                 values["payload"],
@@ -248,15 +264,71 @@ class DeviceRuntime:
         if claim.state == State.QUEUED and owner:
             self.live.enqueue(command_id, owner)
 
+    def _remember_sent(self, command_id: str) -> None:
+        self._sent[command_id] = None
+        while len(self._sent) > MAX_REMEMBERED_SENT:
+            self._sent.popitem(last=False)
+
+    def _sent_before(self, command_id: str, values: dict[str, Any]) -> bool:
+        """A command restored after Redis lost its data that this worker already sent.
+
+        The ledger trailed Redis when it was lost, so it still showed the command queued.
+        Not idempotent: it ends interrupted rather than reaching the device twice.
+        """
+        if command_id not in self._sent or values.get("idempotent"):
+            return False
+        error = "sent to the device before Redis lost its data; not sent again"
+        self._finish(command_id, State.INTERRUPTED, error, {"device": self.device,
+                                                             "command": command_id})  # fmt: skip
+        return True
+
     def _finish(
         self, command_id: str, state: State, error: str, context: dict[str, str]
     ) -> Outcome | None:
-        result = self.live.move(
-            command_id, state, expected=(State.DISPATCHED,), detail=error, fields={"error": error}
+        moved = self._record(
+            command_id, (state,), detail=error, fields={"error": error}, context=context
         )
         log.warning("command %s", state.value, extra={**context, "error": error})
         # Not moved: the reaper ended it meanwhile, and that outcome is the true one.
-        return Outcome(state, error) if result.moved else None
+        return Outcome(state, error) if moved else None
+
+    def _record(
+        self,
+        command_id: str,
+        targets: tuple[State, ...],
+        *,
+        detail: str,
+        fields: dict[str, Any],
+        context: dict[str, str],
+    ) -> bool:
+        """Record a command's outcome, trying again while Redis is away, until its lease ends;
+        whether this call moved the command.
+
+        Giving up leaves the command dispatched, for its lease to settle; recording it
+        later than that would only be refused. A try whose reply was lost but which did
+        move the command makes the next one refused, which is just as good.
+        """
+        deadline = self._lease_ends
+        pause = RECORD_RETRY_FIRST_S
+        while True:
+            try:
+                result = self.live.move(
+                    command_id, *targets, expected=(State.DISPATCHED,), detail=detail,
+                    fields=fields,
+                )  # fmt: skip
+            except redis.RedisError as e:
+                if time.monotonic() + pause > deadline:
+                    log.error("outcome not recorded: Redis unreachable",
+                              extra={**context, "error": str(e)})  # fmt: skip
+                    raise
+                log.warning("outcome not recorded yet; trying again",
+                            extra={**context, "error": str(e)})  # fmt: skip
+                time.sleep(pause)
+                pause = min(pause * 2, RECORD_RETRY_MAX_S)
+                continue
+            if not result.exists:
+                log.warning("outcome not recorded: the live state is gone", extra=context)
+            return result.moved
 
     def _record_reply(
         self,
@@ -267,12 +339,12 @@ class DeviceRuntime:
     ) -> Outcome | None:
         analysis = values.get("analysis")
         targets = (State.RESPONDED,) if analysis else (State.RESPONDED, State.DONE)
-        result = self.live.move(
+        moved = self._record(
             command_id,
-            *targets,
-            expected=(State.DISPATCHED,),
+            targets,
             detail="reply received",
             fields={"response": response},
+            context=context,
         )
         log.info("command responded", extra=context)
         if analysis and analysis.get("analyzer") != MANUAL:
@@ -283,7 +355,7 @@ class DeviceRuntime:
                 retry=True,
                 retry_policy=PUBLISH_RETRY_POLICY,
             )
-        return Outcome(targets[-1], response=response) if result.moved else None
+        return Outcome(targets[-1], response=response) if moved else None
 
     def close(self) -> None:
         """Close the port."""

@@ -15,6 +15,9 @@ from worker_host.launcher import die_with_parent
 
 # How long a fresh redis-server gets to answer PING.
 START_TIMEOUT_S = 15.0
+# The embedded server's memory bound. With noeviction a write past it fails rather than losing
+# live state; the API stops accepting commands before that (tasks/store_health.py).
+DEFAULT_MAXMEMORY_BYTES = 512 * 1024 * 1024
 
 
 def find_redis_server() -> str:
@@ -42,10 +45,17 @@ def free_port() -> int:
 class EmbeddedRedis:
     """A redis-server child process with an append-only file under `data_dir`."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, persist: bool = True) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        persist: bool = True,
+        maxmemory_bytes: int = DEFAULT_MAXMEMORY_BYTES,
+    ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.persist = persist
+        self.maxmemory_bytes = maxmemory_bytes
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -62,6 +72,7 @@ class EmbeddedRedis:
             "--dir", str(self.data_dir.resolve()),
             "--appendonly", "yes" if self.persist else "no",
             "--save", "",
+            "--maxmemory", str(self.maxmemory_bytes),
             "--maxmemory-policy", "noeviction",
             "--daemonize", "no",
             "--logfile", "redis.log",

@@ -259,9 +259,11 @@ class Stack:
         body: object = None,
         raw: bytes | None = None,
         content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
     ) -> Reply:
         """An authenticated API request (admin unless another token is given), kept alive."""
-        data, headers = _outgoing(token or self.admin_token, body, raw, content_type)
+        data, outgoing = _outgoing(token or self.admin_token, body, raw, content_type)
+        headers = {**outgoing, **(headers or {})}
         if self._http is None or self._http.port != self.api_port:
             self._http = KeepAliveHttp("127.0.0.1", self.api_port)
         return self._http.request(method, "/api/v1" + path, headers, data, timeout)

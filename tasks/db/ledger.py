@@ -31,6 +31,8 @@ _TIME_FIELDS = ("created_at", "dispatched_at", "responded_at", "finished_at")
 # Columns the recorder may overwrite from a transition entry.
 _RECORDED_FIELDS = (
     "state",
+    # Stamped by Redis when the command reached its queue; the API's own guess until then.
+    "created_at",
     "response",
     "analysis",
     "error",
@@ -78,6 +80,8 @@ def command_row(values: dict[str, Any]) -> dict[str, Any]:
         "idempotent": values["idempotent"],
         "last_seq": 0,
         "created_at": parse_iso(values["created_at"]),
+        "idempotency_key": values.get("idempotency_key"),
+        "request_digest": values.get("request_digest"),
     }
 
 
@@ -112,6 +116,13 @@ def command_view(row: CommandRow) -> dict[str, Any]:
 def get_command(session: Session, command_id: str) -> CommandRow | None:
     """One ledger row."""
     return session.get(CommandRow, command_id)
+
+
+def by_idempotency_key(session: Session, user: str, key: str) -> CommandRow | None:
+    """The command `user` submitted with Idempotency-Key `key`, if any."""
+    return session.scalars(
+        select(CommandRow).where(CommandRow.user == user, CommandRow.idempotency_key == key)
+    ).first()
 
 
 # A cursor is the last row's creation time, in microseconds since 1970, and its id: every
@@ -264,6 +275,8 @@ def unfinished(session: Session) -> list[CommandRow]:
     """Commands the ledger shows as not yet terminal, for recovery after Redis lost data."""
     return list(
         session.scalars(
-            select(CommandRow).where(CommandRow.state.in_(("queued", "dispatched", "responded")))
+            select(CommandRow)
+            .where(CommandRow.state.in_(("queued", "dispatched", "responded")))
+            .order_by(CommandRow.created_at, CommandRow.id)
         )
     )

@@ -37,6 +37,7 @@ class CommandRow(Base):
         Index("ix_commands_device_created", "device", "created_at", "id"),
         Index("ix_commands_created", "created_at", "id"),
         Index("ix_commands_state", "state"),
+        Index("uq_commands_user_idempotency_key", "user", "idempotency_key", unique=True),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -55,6 +56,9 @@ class CommandRow(Base):
     idempotent: Mapped[bool] = mapped_column(default=False)
     # The last event the recorder applied, so replays and out-of-order copies change nothing.
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    # The client's Idempotency-Key, if it sent one, and a digest of what it submitted with it.
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    request_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     responded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -51,9 +51,14 @@ def filter_failure(
     if type(failure).__name__ != "RejectedPositiveData" or response.status_code != 422:
         return True
     try:
-        errors = response.json().get("errors") or []
+        problem = response.json()
     except ValueError:
         return True
+    # A key the run drew before, sent again with another body: refused by the server's memory
+    # of earlier requests, which no schema can state.
+    if str(problem.get("type", "")).endswith("/idempotency-key-reused"):
+        return False
+    errors = problem.get("errors") or []
     return not errors or not all(_beyond_json_schema(error) for error in errors)
 
 

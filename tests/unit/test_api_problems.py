@@ -73,7 +73,9 @@ class RaisingService:
     def register_device(self, spec: dict[str, Any]) -> dict[str, Any]:
         return self._answer(spec)
 
-    def submit(self, device: str, user: str, request: dict[str, Any]) -> dict[str, Any]:
+    def submit(
+        self, device: str, user: str, request: dict[str, Any], idempotency_key: str | None = None
+    ) -> dict[str, Any]:
         return self._answer({"id": "c1", "device": device, "user": user, **request})
 
     def get_command(self, command_id: str) -> dict[str, Any]:

@@ -395,3 +395,11 @@ def test_whole_numbers_written_with_a_fraction_are_integers() -> None:
     frame = _command(kind="frame", payload={"command_id": 2.0, "args": [5.0, -7]})
     assert frame["payload"] == {"command_id": 2, "args": [5, -7]}
     assert "baudrate" in _errors(DeviceCreate, {"name": "d", "baudrate": 9600.5})
+
+
+def test_submission_documents_its_idempotency_key_header(document: dict[str, Any]) -> None:
+    operation = document["paths"]["/api/v1/devices/{name}/commands"]["post"]
+    headers = [p for p in operation["parameters"] if p["in"] == "header"]
+    assert [h["name"] for h in headers] == ["Idempotency-Key"]
+    assert headers[0]["schema"]["maxLength"] == 255
+    assert "422" in operation["responses"]

@@ -128,6 +128,7 @@ def test_devices_list_prints_an_aligned_table(server: CannedHttpServer) -> None:
          "online": False, "state": 1, "queue_depth": 12},
     ]  # fmt: skip
     server.reply("GET", "/api/v1/devices", body={"items": devices})
+    server.reply("GET", "/api/v1/health", body={"recorder_pending": 0, "recorder_lag_s": 0.0})
 
     result = hwq(server, "devices", "list")
 
@@ -137,6 +138,17 @@ def test_devices_list_prints_an_aligned_table(server: CannedHttpServer) -> None:
         "sim0   serial     /dev/pts/3  line   yes     0      0",
         "probe  http-poll  -           frame  no      1      12",
     ]
+    assert result.stderr.strip() == "ledger: up to date"
+
+
+def test_devices_list_says_how_far_the_ledger_trails(server: CannedHttpServer) -> None:
+    server.reply("GET", "/api/v1/devices", body={"items": []})
+    server.reply("GET", "/api/v1/health", body={"recorder_pending": 42, "recorder_lag_s": 3.25})
+
+    result = hwq(server, "devices", "list")
+
+    assert result.exit_code == 0, result.output
+    assert "ledger: 42 transitions not yet recorded, the oldest 3.2 s old" in result.stderr
 
 
 def test_an_api_error_is_one_line_and_exit_1(server: CannedHttpServer) -> None:

@@ -310,10 +310,20 @@ def devices() -> None:
 
 @devices.command("list")
 def list_devices() -> None:
-    """All devices as a table."""
-    click.echo(
-        format_table(DEVICE_COLUMNS, _rows(ApiClient.from_env().list_devices(), DEVICE_COLUMNS))
-    )
+    """All devices as a table, and how far the ledger trails the live state."""
+    client = ApiClient.from_env()
+    click.echo(format_table(DEVICE_COLUMNS, _rows(client.list_devices(), DEVICE_COLUMNS)))
+    click.echo(ledger_footer(client.health()), err=True)
+
+
+def ledger_footer(health: dict[str, Any]) -> str:
+    """One line on the recorder's lag, from the API's health report."""
+    pending, lag_s = health.get("recorder_pending"), health.get("recorder_lag_s")
+    if pending is None:
+        return "ledger: lag unknown (Redis unreachable)"
+    if not pending:
+        return "ledger: up to date"
+    return f"ledger: {pending} transitions not yet recorded, the oldest {lag_s:.1f} s old"
 
 
 @devices.command("show")
