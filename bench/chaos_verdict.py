@@ -126,20 +126,35 @@ def _judge_plan(plan: PlannedCommand, outcome: Outcome, rows: list[str], verdict
         verdict.add("refusals_5xx", label)
     if not plan.accepted:
         verdict.add("never_accepted", label)
-    # A second row for one planned command: a retried submission created it twice.
-    if len(rows) > 1:
-        verdict.add("duplicated", label)
-        verdict.add("duplicated_submission", label)
     for command_id in rows:
         if command_id not in plan.accepted:
+            # A row the client never heard of, made by a submission whose answer was lost.
+            # One left unfinished is stuck all the same: history shows it queued for ever.
             verdict.add("phantom_rows", command_id)
+            if outcome.ledger[command_id]["state"] not in TERMINAL:
+                verdict.add("stuck", command_id)
+                verdict.add("stuck_phantom_rows", command_id)
     received = outcome.received.get(plan.device, Counter())[plan.payload]
-    idempotent = bool(plan.body.get("idempotent"))
-    if received > 1 and not idempotent:
+    # A second row for one planned command: a retried submission created it twice.
+    twice_submitted = len(rows) > 1
+    twice_run = received > 1 and not plan.body.get("idempotent")
+    if twice_submitted or twice_run:
         verdict.add("duplicated", label)
+    if twice_submitted:
+        verdict.add("duplicated_submission", label)
+    if twice_run:
         verdict.add("duplicated_run", label)
+    # Each time a line reaches the device, a claim must have been won for it.
+    claims = sum(int(_view(outcome, i).get("attempts") or 0) for i in {*rows, *plan.accepted})
+    if received > claims:
+        verdict.add("reached_device_unclaimed", label)
     for command_id in plan.accepted:
         _judge_accepted(command_id, plan, outcome, received, verdict)
+
+
+def _view(outcome: Outcome, command_id: str) -> dict[str, Any]:
+    """The command as the API shows it, else as the ledger holds it."""
+    return outcome.api.get(command_id) or outcome.ledger.get(command_id) or {}
 
 
 def _judge_accepted(
@@ -150,7 +165,7 @@ def _judge_accepted(
     if row is None and seen is None:
         verdict.add("lost", command_id)
         return
-    state = (seen or row or {}).get("state", "?")
+    state = _view(outcome, command_id).get("state", "?")
     verdict.states[state] += 1
     if state not in TERMINAL or (row is not None and row["state"] not in TERMINAL):
         verdict.add("stuck", command_id)
@@ -163,10 +178,8 @@ def _judge_accepted(
         if outcome.terminal_events.get(command_id, 0) > 1:
             verdict.add("several_terminal_events", command_id)
     if state == "done":
-        text = ((seen or row or {}).get("response") or {}).get("text")
+        text = (_view(outcome, command_id).get("response") or {}).get("text")
         if text != plan.expected_text:
             verdict.add("wrong_answer", command_id)
         if received == 0:
             verdict.add("done_without_reaching_device", command_id)
-    if state in ("cancelled", "expired") and received:
-        verdict.add("ran_after_cancel_or_expiry", command_id)
