@@ -41,6 +41,8 @@ from tasks.lifecycle import TERMINAL
 from worker_host.local_stack import Stack, running_stack
 
 KEY_PREFIX = "chaos"
+# The report's file in the run's folder.
+REPORT_NAME = "chaos-report.txt"
 
 
 @dataclass(frozen=True)
@@ -135,9 +137,12 @@ def run_chaos(config: ChaosConfig, home: Path) -> ChaosResult:
         with running_stack(
             home / "hwq", server.url, KEY_PREFIX, HWQ_LEASE_GRACE_S=str(config.lease_grace_s)
         ) as stack:
-            return _run(config, seed, rng, stack, server)
+            result = _run(config, seed, rng, stack, server)
     finally:
         server.stop()
+    # Kept beside the logs and the database, for a run whose test only reports a failure.
+    (home / REPORT_NAME).write_text(result.report() + "\n")
+    return result
 
 
 def _run(

@@ -7,6 +7,8 @@ witness); the run's lost, duplicated, stuck, mismatched and wrong-answer counts 
 The driver is `bench/chaos.py` (`python -m bench.chaos` runs a longer one). Each run starts
 its own Redis, which must restart on its own port, so these tests do not share the session's.
 `CHAOS_SEED=<n>` replays a run's choices (the report prints the seed); timings still differ.
+While these are marked xfail, `--runxfail -s` shows a run's report; each run also leaves it
+as `chaos-report.txt` in its folder, beside the processes' logs and the database.
 """
 
 from __future__ import annotations
