@@ -157,8 +157,8 @@ def _run(
     _say(f"stack up in {phases['start']} s; seed {seed}")
 
     plans = plan_commands(config.commands, devices, rng)
-    injector = FaultInjector(stack, server, devices, rng)
     submitter = Submitter(stack.api_port, stack.admin_token, plans, config.submit_s, config.clients)
+    injector = FaultInjector(stack, server, devices, rng, submitter.submitting)
     mark = time.monotonic()
     submitter.start()
     for target in _fault_order(config, rng):

@@ -103,6 +103,7 @@ class Submitter:
         self._lock = threading.Lock()
         self._workers: list[threading.Thread] = []
         self.started_at = 0.0
+        self._submitting = 0
 
     def start(self) -> None:
         """Start the client threads."""
@@ -120,6 +121,10 @@ class Submitter:
         """Wait for every client thread."""
         for thread in self._workers:
             thread.join()
+
+    def submitting(self) -> bool:
+        """Whether a submission is on its way to the API or back right now."""
+        return self._submitting > 0
 
     def _take(self) -> PlannedCommand | None:
         with self._lock:
@@ -141,7 +146,13 @@ class Submitter:
         path = f"/api/v1/devices/{plan.device}/commands"
         headers = {"Idempotency-Key": plan.idempotency_key}
         while time.monotonic() < deadline:
-            status, body = self.request("POST", path, plan.body, headers)
+            with self._lock:
+                self._submitting += 1
+            try:
+                status, body = self.request("POST", path, plan.body, headers)
+            finally:
+                with self._lock:
+                    self._submitting -= 1
             if status == 202 and isinstance(body, dict):
                 plan.accepted.append(str(body["id"]))
                 if plan.cancel:

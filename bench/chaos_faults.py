@@ -26,6 +26,9 @@ from worker_host.local_stack import Stack
 RESTART_TIMEOUT_S = 60.0
 # The roles a fault picks from; "device" means one device worker chosen at random.
 FAULT_TARGETS = ("device", "server-worker", "api", "redis")
+# The API and Redis are killed while a submission is under way if one comes within this
+# long: the moments a kill can split a submission, which idle moments never test.
+BUSY_WAIT_S = 1.0
 
 
 class RestartableRedis(EmbeddedRedis):
@@ -100,6 +103,8 @@ class FaultInjector:
     redis_server: RestartableRedis
     devices: list[str]
     rng: random.Random
+    # Whether a submission is under way now.
+    submitting: Callable[[], bool] = lambda: False
     started_at: float = field(default_factory=time.monotonic)
     faults: list[Fault] = field(default_factory=list)
     # Processes that exited without being killed, with the tail of their log.
@@ -117,6 +122,10 @@ class FaultInjector:
     def inject(self, target: str, down_s: float) -> Fault:
         """Kill `target` (a role of FAULT_TARGETS), wait `down_s`, and start it again."""
         name = f"device-{self.rng.choice(self.devices)}" if target == "device" else target
+        if name in ("api", "redis"):
+            busy_by = time.monotonic() + BUSY_WAIT_S
+            while not self.submitting() and time.monotonic() < busy_by:
+                time.sleep(0.001)
         fault = Fault(round(time.monotonic() - self.started_at, 2), name, round(down_s, 2))
         self.faults.append(fault)
         if name == "redis":
