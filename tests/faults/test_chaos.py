@@ -7,8 +7,8 @@ witness); the run's lost, duplicated, stuck, mismatched and wrong-answer counts 
 The driver is `bench/chaos.py` (`python -m bench.chaos` runs a longer one). Each run starts
 its own Redis, which must restart on its own port, so these tests do not share the session's.
 `CHAOS_SEED=<n>` replays a run's choices (the report prints the seed); timings still differ.
-While these are marked xfail, `--runxfail -s` shows a run's report; each run also leaves it
-as `chaos-report.txt` in its folder, beside the processes' logs and the database.
+`-s` shows a run's report; each run also leaves it as `chaos-report.txt` in its folder,
+beside the processes' logs and the database.
 """
 
 from __future__ import annotations
@@ -31,12 +31,6 @@ def _config(redis_keeps_data: bool) -> ChaosConfig:
     )
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="an API killed between its ledger insert and its answer: the client's retry "
-    "creates the command a second time (no Idempotency-Key yet), and a kill before the "
-    "Redis step leaves a ledger row queued for ever",
-)
 def test_chaos_with_redis_keeping_its_data(tmp_path: Path) -> None:
     """Redis with an append-only file: a kill of it loses nothing it acknowledged."""
     result = run_chaos(_config(redis_keeps_data=True), tmp_path)
@@ -45,12 +39,6 @@ def test_chaos_with_redis_keeping_its_data(tmp_path: Path) -> None:
     assert result.verdict.passed, result.report()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="recovery after Redis loses its data puts back as queued every command the ledger "
-    "still shows queued, including ones that already ran while the recorder trailed: a "
-    "non-idempotent command can reach its device twice; and the API-kill defects above",
-)
 def test_chaos_with_redis_losing_its_data(tmp_path: Path) -> None:
     """Redis without persistence: every kill of it loses all live state and queues."""
     result = run_chaos(_config(redis_keeps_data=False), tmp_path)
