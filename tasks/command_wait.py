@@ -91,3 +91,19 @@ class CommandWait:
             return True
         self.block_ms = self._block_ms(remaining)
         return False
+
+    def run(self, client: Any) -> dict[str, Any] | None:
+        """Wait on a blocking client, holding the calling thread; the command's last values."""
+        while True:
+            pipe = client.pipeline(transaction=False)
+            self.queue_round(pipe)
+            if self.take_round(pipe.execute()):
+                return self.values
+
+    async def run_async(self, client: Any) -> dict[str, Any] | None:
+        """Wait on a redis.asyncio client, holding no thread; the command's last values."""
+        while True:
+            pipe = client.pipeline(transaction=False)
+            self.queue_round(pipe)
+            if self.take_round(await pipe.execute()):
+                return self.values

@@ -247,12 +247,7 @@ class LiveStore:
         `expect_wake`: the command was just accepted here, so the first round may block on
         its wake stream at once (see CommandWait).
         """
-        wait = self.command_wait(command_id, timeout_s, settled, expect_wake)
-        while True:
-            pipe = self.redis.pipeline(transaction=False)
-            wait.queue_round(pipe)
-            if wait.take_round(pipe.execute()):
-                return wait.values
+        return self.command_wait(command_id, timeout_s, settled, expect_wake).run(self.redis)
 
     def command_wait(
         self,

@@ -98,13 +98,18 @@ class HwqService:
             "version": _version(),
         }
 
+    def cached_principal(self, token: str) -> Principal | None:
+        """The principal behind a token looked up in the last minute, without touching SQL."""
+        with self._token_lock:
+            cached = self._token_cache.get(token)
+        return cached[1] if cached and cached[0] > time.monotonic() else None
+
     def authenticate(self, token: str) -> Principal:
         """The principal behind a bearer token."""
         now = time.monotonic()
-        with self._token_lock:
-            cached = self._token_cache.get(token)
-        if cached and cached[0] > now:
-            return cached[1]
+        cached = self.cached_principal(token)
+        if cached is not None:
+            return cached
         with self._session() as session:
             principal = tokens.find_principal(session, token)
         if principal is None:
@@ -264,6 +269,10 @@ class HwqService:
     def get_command(self, command_id: str) -> dict[str, Any]:
         """One command, live state first, else the ledger."""
         return public_view(self._values(command_id))
+
+    def accepted_recently(self, command_id: str) -> bool:
+        """Whether this process accepted the command in the last minute: it has a wake stream."""
+        return command_id in self._accepted
 
     def wait_command(self, command_id: str, wait_s: float) -> dict[str, Any]:
         """The command once it settles, or after `wait_s` seconds, whichever is first."""

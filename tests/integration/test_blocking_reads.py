@@ -83,11 +83,7 @@ def test_an_asyncio_wait_outlasts_its_clients_socket_timeout(
         try:
             rounds = live.command_wait(command_id, SHORT_SOCKET_TIMEOUT_S * 10,
                                        is_settled_for_wait, client=client)  # fmt: skip
-            while True:
-                pipe = client.pipeline(transaction=False)
-                rounds.queue_round(pipe)
-                if rounds.take_round(await pipe.execute()):
-                    return rounds.values
+            return await rounds.run_async(client)
         finally:
             await client.aclose()
 
