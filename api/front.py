@@ -196,10 +196,11 @@ class Front:
         if values is None:
             # Not in Redis: the view reads the ledger, or answers 404, as without a wait.
             request.scope = {**request.scope, "query_string": _without_wait(request.scope)}
-            await self._run_app(request, b"", send, close=False)
+            await self._run_app(request, b"", send, close=request.has_body)
             return
         response = cast(Response, self.app.json.response(public_view(values)))
-        await self._send_response(request, send, response, close=False)
+        # A body sent with a GET is never read; it must not be taken for the next request.
+        await self._send_response(request, send, response, close=request.has_body)
 
     async def _run_app(self, request: Incoming, body: bytes, send: Send, close: bool) -> None:
         extra: dict[str, Any] = {STARTED_ENVIRON_KEY: request.started}
