@@ -58,7 +58,7 @@ def refuse_oversized_body() -> None:
     length = request.content_length
     if limit is not None and length is not None and length > limit:
         _discard(request.environ["wsgi.input"], min(length, DRAIN_LIMIT_BYTES))
-        raise _too_large(limit)
+        raise too_large(limit)
 
 
 def _read_body() -> bytes:
@@ -78,7 +78,7 @@ def _read_body() -> bytes:
             return bytes(body)
         body += chunk
     _discard(stream, DRAIN_LIMIT_BYTES)
-    raise _too_large(limit)
+    raise too_large(limit)
 
 
 def _discard(stream: IO[bytes], budget: int) -> None:
@@ -90,7 +90,8 @@ def _discard(stream: IO[bytes], budget: int) -> None:
         budget -= len(chunk)
 
 
-def _too_large(limit: int) -> RequestEntityTooLarge:
+def too_large(limit: int) -> RequestEntityTooLarge:
+    """The 413 for a body over `limit` bytes."""
     return RequestEntityTooLarge(f"The body may be at most {limit} bytes.")
 
 

@@ -81,6 +81,16 @@ def _http_error(exc: HTTPException) -> Response:
     return response
 
 
+# Exceptions that mean a dependency cannot be reached, and what to call it in the answer.
+_UNREACHABLE: list[tuple[type[Exception], str]] = [
+    (RedisConnectionError, "Redis"),
+    (RedisTimeoutError, "Redis"),
+    (OperationalError, "The database"),
+    (InterfaceError, "The database"),
+    (BrokerError, "The broker"),
+]
+
+
 def _unreachable(what: str) -> Callable[[Exception], Response]:
     def handle(exc: Exception) -> Response:
         # SQLAlchemy's message holds the statement and its parameters; the driver's own error
@@ -92,16 +102,24 @@ def _unreachable(what: str) -> Callable[[Exception], Response]:
     return handle
 
 
+def problem_for(exc: Exception) -> Response | None:
+    """The problem response the app's handlers give `exc`, or None for an unexpected error.
+
+    For answers given outside a view (the asynchronous front door); needs an app context.
+    """
+    if isinstance(exc, HwqError):
+        return _hwq_error(exc)
+    if isinstance(exc, HTTPException):
+        return _http_error(exc)
+    for error_class, what in _UNREACHABLE:
+        if isinstance(exc, error_class):
+            return _unreachable(what)(exc)
+    return None
+
+
 def register_problem_handlers(app: Flask) -> None:
     """Route every error class to its problem response."""
     app.register_error_handler(HwqError, _hwq_error)
     app.register_error_handler(HTTPException, _http_error)
-    unreachable: list[tuple[type[Exception], str]] = [
-        (RedisConnectionError, "Redis"),
-        (RedisTimeoutError, "Redis"),
-        (OperationalError, "The database"),
-        (InterfaceError, "The database"),
-        (BrokerError, "The broker"),
-    ]
-    for error_class, what in unreachable:
+    for error_class, what in _UNREACHABLE:
         app.register_error_handler(error_class, _unreachable(what))

@@ -8,6 +8,7 @@ import time
 from flask import Flask, Response, g, request
 
 from api.auth import current_principal
+from tasks.auth import Principal
 
 log = logging.getLogger("hwq.api")
 
@@ -20,37 +21,61 @@ def note(**fields: str) -> None:
     g.setdefault("hwq_log_fields", {}).update(fields)
 
 
+# Where the front door leaves the time a request arrived, so durations include its wait.
+STARTED_ENVIRON_KEY = "hwq.started"
+
+
 def _start_clock() -> None:
-    g.hwq_started = time.perf_counter()
+    g.hwq_started = request.environ.get(STARTED_ENVIRON_KEY) or time.perf_counter()
+
+
+def log_request(
+    method: str,
+    path: str,
+    status: int,
+    started: float | None,
+    principal: Principal | None,
+    fields: dict[str, object],
+) -> None:
+    """The one log line of a request, whoever answered it."""
+    if not _logged(status):
+        return
+    duration_ms = (time.perf_counter() - started) * 1000 if started is not None else 0.0
+    line: dict[str, object] = {
+        "method": method,
+        "path": path,
+        "status": status,
+        "duration_ms": round(duration_ms, 1),
+        "principal": principal.name if principal else None,
+        **fields,
+    }
+    log.log(_level(status), "%s %s %s %.1fms", method, path, status, duration_ms, extra=line)
+
+
+def _level(status: int) -> int:
+    return logging.WARNING if status >= 500 else logging.INFO
+
+
+def _logged(status: int) -> bool:
+    return log.isEnabledFor(_level(status))
 
 
 def _log_request(response: Response) -> Response:
-    level = logging.WARNING if response.status_code >= 500 else logging.INFO
     # Gathering the fields costs more than the rest of a small request's bookkeeping.
-    if not log.isEnabledFor(level):
+    if not _logged(response.status_code):
         return response
-    started = g.get("hwq_started")
-    duration_ms = (time.perf_counter() - started) * 1000 if started is not None else 0.0
-    principal = current_principal()
-    fields: dict[str, object] = {
-        "method": request.method,
-        "path": request.path,
-        "status": response.status_code,
-        "duration_ms": round(duration_ms, 1),
-        "principal": principal.name if principal else None,
-    }
+    fields: dict[str, object] = {}
     for arg, field in _NAMED_BY_PATH.items():
         if request.view_args and arg in request.view_args:
             fields[field] = request.view_args[arg]
     fields.update(g.get("hwq_log_fields", {}))
-    log.log(
-        level,
-        "%s %s %s %.1fms",
+    log_request(
         request.method,
         request.path,
         response.status_code,
-        duration_ms,
-        extra=fields,
+        g.get("hwq_started"),
+        current_principal(),
+        fields,
     )
     return response
 

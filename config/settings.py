@@ -23,6 +23,11 @@ MAX_COMMAND_TIMEOUT_S = 300.0
 DEFAULT_VISIBILITY_TIMEOUT_S = 3600
 # Bodies larger than this are refused with 413 before they are parsed.
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+# How long a request's body may take to arrive once its head has; a slower one gets 408.
+DEFAULT_BODY_TIMEOUT_S = 10.0
+# Long-polls the API holds open at once, in all and per token, before it answers 503 or 429.
+DEFAULT_MAX_WAITS = 1000
+DEFAULT_MAX_WAITS_PER_TOKEN = 100
 # Commands one device may hold queued before submissions get 429.
 DEFAULT_QUEUE_CAP = 1000
 # A dispatched command whose worker is silent for timeout_s plus this long is taken for lost.
@@ -48,6 +53,9 @@ class Settings:
     flower_auth: str | None = None
     hostname: str = field(default_factory=lambda: socket.gethostname().split(".")[0])
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
+    max_waits: int = DEFAULT_MAX_WAITS
+    max_waits_per_token: int = DEFAULT_MAX_WAITS_PER_TOKEN
     queue_cap: int = DEFAULT_QUEUE_CAP
     visibility_timeout_s: int = DEFAULT_VISIBILITY_TIMEOUT_S
     lease_grace_s: float = DEFAULT_LEASE_GRACE_S
@@ -184,6 +192,9 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "flower_auth": lambda _name, raw: raw,
     "hostname": lambda _name, raw: raw,
     "max_body_bytes": _positive(_parse_int),
+    "body_timeout_s": _parse_positive_float,
+    "max_waits": _positive(_parse_int),
+    "max_waits_per_token": _positive(_parse_int),
     "queue_cap": _positive(_parse_int),
     "visibility_timeout_s": _visibility_timeout,
     "lease_grace_s": _parse_positive_float,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
+import redis.asyncio
 
 from config import Settings
 
@@ -10,15 +13,34 @@ from config import Settings
 DEFAULT_REDIS_POOL = 256
 # A request that cannot get a Redis connection this fast reports 503 rather than hanging.
 REDIS_CONNECT_TIMEOUT_S = 2.0
+# A reply that takes longer than this means Redis is gone or hung. Blocking reads (long-polls,
+# pops, the recorder's stream reads) block for at most half of it per call
+# (tasks/command_wait.py), so a long wait is many short blocks, never a timeout error.
+REDIS_SOCKET_TIMEOUT_S = 10.0
+
+
+def _pool_options(max_connections: int) -> dict[str, Any]:
+    return {
+        "max_connections": max_connections,
+        "timeout": REDIS_CONNECT_TIMEOUT_S,
+        "socket_connect_timeout": REDIS_CONNECT_TIMEOUT_S,
+        # Set, never left to redis-py: its default changed from none to 5 s between versions.
+        "socket_timeout": REDIS_SOCKET_TIMEOUT_S,
+        "health_check_interval": 30,
+    }
 
 
 def redis_client(settings: Settings, max_connections: int = DEFAULT_REDIS_POOL) -> redis.Redis:
     """A thread-safe Redis client with a bounded, blocking pool."""
     pool = redis.BlockingConnectionPool.from_url(
-        settings.broker_url,
-        max_connections=max_connections,
-        timeout=REDIS_CONNECT_TIMEOUT_S,
-        socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
-        health_check_interval=30,
+        settings.broker_url, **_pool_options(max_connections)
     )
     return redis.Redis(connection_pool=pool)
+
+
+def async_redis_client(settings: Settings, max_connections: int) -> redis.asyncio.Redis:
+    """An asyncio Redis client with a bounded pool, for waits held without a thread."""
+    pool: redis.asyncio.BlockingConnectionPool = redis.asyncio.BlockingConnectionPool.from_url(
+        settings.broker_url, **_pool_options(max_connections)
+    )
+    return redis.asyncio.Redis(connection_pool=pool)

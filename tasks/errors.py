@@ -73,6 +73,13 @@ class QueueFull(HwqError):
     title = "Device queue full"
 
 
+class TooManyWaits(HwqError):
+    """The token already holds as many long-polls open as one token may."""
+
+    status = 429
+    title = "Too many waits"
+
+
 class ServiceUnavailable(HwqError):
     """Redis, the broker or the database cannot be reached."""
 

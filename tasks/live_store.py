@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -13,6 +12,8 @@ import redis
 
 from tasks.celery_app import broker_key_prefix
 from tasks.command_record import from_redis_fields, to_redis_fields, utc_now_iso
+from tasks.command_wait import CommandWait, longest_block_s
+from tasks.command_wait import decode_hash as _decode_hash
 from tasks.errors import OutcomeUnknown
 from tasks.lifecycle import ALLOWED, TERMINAL, DeviceState, State, device_state
 from tasks.messages import execute_message
@@ -22,9 +23,6 @@ from tasks.queues import device_queue
 PRESENCE_TTL_S = 30
 # Bytes a device sends that answer no command are kept, newest last, up to this many chunks.
 RX_STREAM_MAXLEN = 1000
-# A blocking read must return before the connection's socket timeout (redis-py's default is
-# 5 s), or it fails as if Redis were gone: a longer wait is made of reads this long at most.
-LONGEST_BLOCK_MS = 4000
 
 
 def _render_script() -> str:
@@ -305,38 +303,29 @@ class LiveStore:
     ) -> dict[str, Any] | None:
         """Block until `settled(values)` or the timeout; wakes only when the command may have.
 
-        `expect_wake`: the command surely has its live state here (it was just accepted), so
-        the first round may block on its wake stream at once, from the stream's start,
-        instead of first reading the state: one round trip fewer for a command that settles
-        meanwhile. A command with no live state would block for the whole timeout this way.
+        `expect_wake`: the command was just accepted here, so the first round may block on
+        its wake stream at once (see CommandWait).
         """
-        wake_key, command_key = self.wake_key(command_id), self.command_key(command_id)
-        deadline = time.monotonic() + timeout_s
-        block_ms: int | None = (
-            min(int(timeout_s * 1000) + 1, LONGEST_BLOCK_MS)
-            if expect_wake and timeout_s > 0
-            else None
+        return self.command_wait(command_id, timeout_s, settled, expect_wake).run(self.redis)
+
+    def command_wait(
+        self,
+        command_id: str,
+        timeout_s: float,
+        settled: Any,
+        expect_wake: bool = False,
+        client: Any = None,
+    ) -> CommandWait:
+        """The rounds of a long-poll on one command, each block within `client`'s socket
+        timeout (this store's client unless another, such as an asyncio one, runs them)."""
+        return CommandWait(
+            self.wake_key(command_id),
+            self.command_key(command_id),
+            timeout_s,
+            settled,
+            longest_block_s=longest_block_s(client or self.redis),
+            expect_wake=expect_wake,
         )
-        last_id = b"0-0"
-        while True:
-            # Read the wake stream's tail before the state, so an entry landing in between is
-            # returned by the next XREAD at once instead of being missed. After the first
-            # round, the blocking XREAD leads the same pipeline: Redis holds the reads behind
-            # it until it returns, so a wake-up and the state it announces cost one round trip.
-            pipe = self.redis.pipeline(transaction=False)
-            if block_ms is not None:
-                pipe.xread({wake_key: last_id}, block=block_ms)
-            pipe.xrevrange(wake_key, count=1)
-            pipe.hgetall(command_key)
-            *_, tail, raw = pipe.execute()
-            last_id = tail[0][0] if tail else last_id
-            values = _decode_hash(raw)
-            if values is None or settled(values):
-                return values
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return values
-            block_ms = min(int(remaining * 1000) + 1, LONGEST_BLOCK_MS)
 
     # devices ------------------------------------------------------------------------------
     def device_counts(self, device: str) -> tuple[int, int, int]:
@@ -447,12 +436,6 @@ def _send_and_read(connection: Any, command: tuple[Any, ...], reply_timeout_s: f
         raise  # Redis answered, refusing: the script did not run
     except (redis.RedisError, OSError) as e:
         raise OutcomeUnknown(f"Redis's answer was lost: {e}") from e
-
-
-def _decode_hash(raw: dict[bytes, bytes]) -> dict[str, Any] | None:
-    if not raw:
-        return None
-    return from_redis_fields({k.decode(): v.decode() for k, v in raw.items()})
 
 
 def _event(fields: dict[bytes, bytes]) -> dict[str, Any]:

@@ -135,15 +135,25 @@ class HwqService:
         }
 
     @property
-    def _token_generation_key(self) -> str:
+    def token_generation_key(self) -> str:
+        """The Redis key a revocation moves on, so every API process drops its cached tokens."""
         return f"{self.settings.key_prefix}:tokens:generation"
+
+    def cached_principal(self, token: str, generation: bytes | None) -> Principal | None:
+        """The principal behind a token looked up in the last minute, without touching SQL,
+        if no token was revoked since (`generation`: the key's value read just before)."""
+        with self._token_lock:
+            if generation != self._token_generation:
+                return None
+            cached = self._token_cache.get(token)
+        return cached[1] if cached and cached[0] > time.monotonic() else None
 
     def authenticate(self, token: str) -> Principal:
         """The principal behind a bearer token."""
         now = time.monotonic()
         # Read before the cache and any SQL lookup: a revocation that lands meanwhile has
         # moved the generation on, so what this request caches is dropped by the next one.
-        generation = self.redis.get(self._token_generation_key)
+        generation = self.redis.get(self.token_generation_key)
         with self._token_lock:
             if generation != self._token_generation:
                 self._token_cache.clear()
@@ -186,7 +196,7 @@ class HwqService:
             if not tokens.delete_token(session, token_id):
                 raise NotFound(f"no token with id {token_id}")
         # After the commit: a process that sees the new generation finds the row gone.
-        self.redis.incr(self._token_generation_key)
+        self.redis.incr(self.token_generation_key)
         log.info("token revoked", extra={"token_id": token_id, "by": by})
 
     # devices ------------------------------------------------------------------------------
@@ -438,6 +448,10 @@ class HwqService:
     def get_command(self, command_id: str) -> dict[str, Any]:
         """One command, live state first, else the ledger."""
         return public_view(self._values(command_id))
+
+    def accepted_recently(self, command_id: str) -> bool:
+        """Whether this process accepted the command in the last minute: it has a wake stream."""
+        return command_id in self._accepted
 
     def wait_command(self, command_id: str, wait_s: float) -> dict[str, Any]:
         """The command once it settles, or after `wait_s` seconds, whichever is first."""

@@ -1,15 +1,14 @@
-"""Serves the API under granian: HTTP handled in Rust, the Flask app on a pool of threads.
+"""Serves the API under granian: HTTP handled in Rust, hwq's ASGI front door in Python.
 
-A long-poll is a thread blocked on Redis, not a CPU, so one worker process with many threads
-holds them all. Granian parses and writes HTTP outside the interpreter: a request costs the
-API process about a third of a millisecond less than under a pure-Python server
-(bench/README.md), which is most of what a submission or a long-poll spends outside hwq.
+The front door (api/front.py) holds long-polls on asyncio and reads bodies itself, bounded in
+size and time; only a whole, allowed request gets one of the Flask app's threads. Granian
+parses and writes HTTP outside the interpreter: a request costs the API process about a third
+of a millisecond less than under a pure-Python server (bench/README.md).
 """
 
 from __future__ import annotations
 
 import importlib
-import logging
 from typing import Any
 
 from granian import Granian
@@ -25,44 +24,35 @@ from worker_host.startup_objects import freeze_startup_objects
 API_WORKER_PROCESSES = 1
 # How long in-flight requests get to finish once the server is told to stop.
 STOP_GRACE_S = 5
-
-
-class DropThreadCountAdvice(logging.Filter):
-    """Drops granian's warning that many Python threads may contend for the interpreter.
-
-    It fires whenever the thread pool exceeds twice the cores. hwq's threads are mostly
-    long-polls blocked on Redis, not contenders for the CPU, and a warning in every log of a
-    correct setup would teach people to ignore warnings.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Configuration allows spawning up to")
+# Requests the worker takes in beyond held waits and busy threads: granian stops accepting
+# connections past its backpressure, and /health must still get in while every wait is held.
+BACKPRESSURE_HEADROOM = 256
 
 
 # Granian's own messages go through hwq's log handler, so every line has one format.
 _GRANIAN_LOGGERS = {
-    "filters": {"thread_count_advice": {"()": f"{__name__}.DropThreadCountAdvice"}},
     "loggers": {
-        "_granian": {"handlers": [], "propagate": True, "filters": ["thread_count_advice"]},
+        "_granian": {"handlers": [], "propagate": True},
         "granian.access": {"handlers": [], "propagate": True},
     },
 }
 
 
 def worker_app() -> Any:
-    """The Flask app, built in the server's worker process, which ends when the server does."""
+    """The front door around the Flask app, built in the server's worker process, which ends
+    when the server does."""
     end_with_parent()
     # Settings and logging are made again here, so a worker started afresh (not forked) has them.
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_json, role="api")
     # Imported by name: the api package sits on top and nothing below imports it.
-    app = importlib.import_module("api").create_app()
+    front = importlib.import_module("api.front").create_front(settings)
     freeze_startup_objects()
-    return app
+    return front
 
 
 class ApiServer:
-    """Granian serving `api.create_app()` over WSGI on `host:port`."""
+    """Granian serving the front door (ASGI, no lifespan) on `host:port`."""
 
     def __init__(self, settings: Settings, host: str, port: int) -> None:
         self.settings = settings
@@ -74,11 +64,13 @@ class ApiServer:
         Granian(
             f"{__name__}:worker_app",
             factory=True,
-            interface=Interfaces.WSGI,
+            interface=Interfaces.ASGINL,
             address=self.host,
             port=self.port,
             workers=API_WORKER_PROCESSES,
-            blocking_threads=self.settings.api_threads,
+            backpressure=self.settings.max_waits
+            + self.settings.api_threads
+            + BACKPRESSURE_HEADROOM,
             log_level=LogLevels(self.settings.log_level.lower()),
             log_dictconfig=_GRANIAN_LOGGERS,
             log_access=False,

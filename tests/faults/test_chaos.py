@@ -16,8 +16,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-
 from bench.chaos import ChaosConfig, run_chaos
 
 

@@ -58,7 +58,7 @@ def _keep_device_on_one_cpu(settings: Settings, name: str) -> None:
 @click.option("--host", default=None, help="Address to listen on (HWQ_API_HOST).")
 @click.option("--port", type=int, default=None, help="Port to listen on (HWQ_API_PORT).")
 def api(host: str | None, port: int | None) -> None:
-    """Serve the HTTP API (granian, threaded)."""
+    """Serve the HTTP API (granian: an asyncio front door, Flask on threads)."""
     from worker_host.api_server import ApiServer
 
     settings = _settings()
