@@ -13,6 +13,7 @@ from werkzeug.routing import BaseConverter
 
 from api.openapi import DOC_ATTRIBUTE
 from tasks.errors import MalformedRequest, ValidationFailed
+from tasks.json_bounds import MAX_BODY_DEPTH, text_exceeds_depth
 from tasks.queues import DEVICE_NAME_PATTERN
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -105,6 +106,12 @@ def json_body(model: type[Model]) -> Model:
     raw = _read_body()
     if not raw.strip():
         raise MalformedRequest("The request needs a JSON object as its body.")
+    if text_exceeds_depth(raw):
+        # Far beyond any field's bound; refused before the decoder recurses that deep.
+        message = f"nests deeper than {MAX_BODY_DEPTH} levels of objects and arrays"
+        raise ValidationFailed(
+            f"The body {message}.", errors=[{"field": "body", "message": message}]
+        )
     try:
         data = json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as e:

@@ -40,6 +40,10 @@ CHILD_NICENESS = 10
 # a backstop for a child whose worker vanished while the analysis ran.
 CPU_LIMIT_MARGIN_S = 2
 _PR_SET_PDEATHSIG = 1
+# How long a new child may take to start (its imports), apart from any analysis's limit.
+CHILD_START_TIMEOUT_S = 30.0
+# What a child writes once it is ready for requests.
+READY_LINE = b"ready"
 
 
 class AnalysisTimedOut(Exception):
@@ -62,10 +66,26 @@ class AnalyzerProcess:
             env=environment,
             close_fds=True,
         )
+        self._ready = False
+
+    def _wait_ready(self, stdout: IO[bytes]) -> None:
+        """Wait for the child's first line, which it writes once its imports are done.
+
+        An analysis's time limit starts after this: a child started on a busy machine may
+        take seconds to import, which is no fault of the analysis.
+        """
+        readable, _, _ = select.select([stdout], [], [], CHILD_START_TIMEOUT_S)
+        if not readable or stdout.readline().strip() != READY_LINE:
+            self.kill()
+            raise AnalyzerDied(f"the analyzer process did not start within "
+                               f"{CHILD_START_TIMEOUT_S:g} s")  # fmt: skip
+        self._ready = True
 
     def analyse(self, analysis: dict[str, Any], response: dict[str, Any], timeout_s: float) -> Any:
         """The verdict; raises AnalysisTimedOut or AnalyzerDied (the child is then gone)."""
         stdin, stdout = self._pipes()
+        if not self._ready:
+            self._wait_ready(stdout)
         request = {"analysis": analysis, "response": response, "timeout_s": timeout_s}
         try:
             stdin.write(json.dumps(request).encode() + b"\n")
@@ -187,6 +207,8 @@ def _limit_cpu_for(timeout_s: float) -> None:
 
 def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
     """Answer analysis requests, one JSON line each, until the worker closes the pipe."""
+    replies.write(READY_LINE + b"\n")
+    replies.flush()
     for line in requests:
         request = json.loads(line)
         _limit_cpu_for(float(request["timeout_s"]))

@@ -6,6 +6,8 @@ from typing import Any
 
 import redis
 import redis.asyncio
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialBackoff
 
 from config import Settings
 
@@ -17,6 +19,10 @@ REDIS_CONNECT_TIMEOUT_S = 2.0
 # pops, the recorder's stream reads) block for at most half of it per call
 # (tasks/command_wait.py), so a long wait is many short blocks, never a timeout error.
 REDIS_SOCKET_TIMEOUT_S = 10.0
+# A read on the asyncio client whose connection was dropped is tried again this many times,
+# pausing at most this long in between.
+ASYNC_RETRIES = 2
+ASYNC_RETRY_CAP_S = 0.5
 
 
 def _pool_options(max_connections: int) -> dict[str, Any]:
@@ -41,6 +47,11 @@ def redis_client(settings: Settings, max_connections: int = DEFAULT_REDIS_POOL) 
 def async_redis_client(settings: Settings, max_connections: int) -> redis.asyncio.Redis:
     """An asyncio Redis client with a bounded pool, for waits held without a thread."""
     pool: redis.asyncio.BlockingConnectionPool = redis.asyncio.BlockingConnectionPool.from_url(
-        settings.broker_url, **_pool_options(max_connections)
+        settings.broker_url,
+        # Unlike the blocking client, redis.asyncio retries nothing by default: a connection
+        # left over from before a Redis restart would fail its next read (a 503) instead of
+        # being made again. This client only reads (waits, the token generation).
+        retry=AsyncRetry(ExponentialBackoff(cap=ASYNC_RETRY_CAP_S, base=0.05), ASYNC_RETRIES),
+        **_pool_options(max_connections),
     )
     return redis.asyncio.Redis(connection_pool=pool)

@@ -10,6 +10,8 @@ one too deep through.
 from __future__ import annotations
 
 import json
+import re
+from itertools import accumulate
 from typing import Any
 
 # Deepest nesting a free-form field may have: enough for any structured note or setting.
@@ -20,6 +22,26 @@ MAX_JSON_BYTES = 64 * 1024
 UNREADABLE_VALUE: dict[str, str] = {
     "unreadable": f"the stored value nests deeper than {MAX_JSON_DEPTH} levels"
 }
+
+
+# Deepest nesting a request body may have before it is decoded at all. Far above any field's
+# bound, far below what the decoder's recursion survives on any thread's stack: a body
+# decodes, or is refused, the same way whichever thread reads it.
+MAX_BODY_DEPTH = 200
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def text_exceeds_depth(raw: bytes, limit: int = MAX_BODY_DEPTH) -> bool:
+    """Whether the JSON text `raw` opens more than `limit` objects and arrays at once.
+
+    Reads the text without decoding it (strings are skipped, so brackets inside them do not
+    count), so it holds for invalid JSON too and never recurses.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    brackets = _BRACKET.findall(_JSON_STRING.sub(b"", raw))
+    return max(accumulate(1 if b in (b"[", b"{") else -1 for b in brackets)) > limit
 
 
 def exceeds_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:

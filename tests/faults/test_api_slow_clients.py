@@ -142,7 +142,8 @@ def test_health_answers_within_100_ms_while_500_waits_are_held(
         # The waits were held, not refused: each ends with the command once it settles.
         cancelled = stack.request("POST", f"/commands/{command_id}/cancel")
         assert cancelled.status == 200, cancelled.body
-        states = [read_reply(sock, timeout=60).body["state"] for sock in sockets]
+        bodies = [read_reply(sock, timeout=60).body for sock in sockets]
     finally:
         _close_all(sockets)
-    assert states == ["cancelled"] * HELD_WAITS
+    others = [body for body in bodies if body.get("state") != "cancelled"]
+    assert not others, (len(others), others[:3])

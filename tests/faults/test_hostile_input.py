@@ -89,6 +89,14 @@ def test_deeply_nested_params_are_refused_and_history_stays_readable(
         {"analyzer": "number", "params": {"min": nested(HOSTILE_DEPTH)}},
         {"analyzer": "equals", "params": {"expected": "x", "note": nested(HOSTILE_DEPTH)}},
     ):
+        # Refused before it is decoded: far deeper than any field may nest.
+        problems = field_problems(submit(stack, device_name, analysis=analysis))
+        assert set(problems) == {"body"}, problems
+        assert "levels" in problems["body"]
+    for analysis in (
+        {"analyzer": "number", "params": {"min": nested(40)}},
+        {"analyzer": "equals", "params": {"expected": "x", "note": nested(40)}},
+    ):
         problems = field_problems(submit(stack, device_name, analysis=analysis))
         assert set(problems) <= {"analysis.params.min", "analysis.params.note"}, problems
     history = stack.request("GET", "/commands")
@@ -98,7 +106,11 @@ def test_deeply_nested_params_are_refused_and_history_stays_readable(
 
 def test_free_form_fields_are_bounded_in_depth_and_size(stack: Stack, device_name: str) -> None:
     deep = send(stack, "POST", "/devices", {"name": device_name, "options": {"x": nested(980)}})
-    assert "levels" in field_problems(deep)["options"]
+    assert "levels" in field_problems(deep)["body"]
+    deeper_than_a_field = send(
+        stack, "POST", "/devices", {"name": device_name, "options": {"x": nested(40)}}
+    )
+    assert "levels" in field_problems(deeper_than_a_field)["options"]
     large = {"x": "a" * (MAX_JSON_BYTES + 1)}
     assert "bytes" in field_problems(stack.request("POST", "/devices", body={
         "name": device_name, "options": large}))["options"]  # fmt: skip
@@ -114,8 +126,8 @@ def test_free_form_fields_are_bounded_in_depth_and_size(stack: Stack, device_nam
     responded = stack.wait(command.body["id"])
     assert responded["state"] == "responded", responded
     path = f"/commands/{responded['id']}/analysis"
-    too_deep = send(stack, "POST", path, {"value": nested(HOSTILE_DEPTH)})
-    assert "value" in field_problems(too_deep)
+    assert "body" in field_problems(send(stack, "POST", path, {"value": nested(HOSTILE_DEPTH)}))
+    assert "value" in field_problems(send(stack, "POST", path, {"value": nested(40)}))
     assert "value" in field_problems(stack.request("POST", path, body={"value": large}))
     done = stack.request("POST", path, body={"value": {"ok": True}})
     assert done.status == 200 and done.body["state"] == "done", done.body

@@ -131,3 +131,28 @@ def test_a_wait_on_a_hung_redis_fails_within_the_socket_timeout(tmp_path: Path) 
         os.kill(server.process.pid, signal.SIGCONT)
         client.close()
         server.stop()
+
+
+def test_the_asyncio_client_survives_a_redis_restart(tmp_path: Path) -> None:
+    """Defect: after Redis restarted, the front door's first read on a pooled connection failed
+    ("Connection closed by server") and a request got 503, though Redis was back."""
+    first = EmbeddedRedis(tmp_path / "redis", persist=False)
+    again = EmbeddedRedis(tmp_path / "redis", persist=False, port=first.port)
+    settings = Settings(home=tmp_path / "home", redis_url=first.start())
+
+    async def read_across_a_restart() -> object:
+        client = async_redis_client(settings, max_connections=4)
+        try:
+            await client.set("k", "before")
+            first.stop()
+            again.start()
+            return await client.get("k")
+        finally:
+            await client.aclose()
+
+    try:
+        # A fresh Redis holds nothing: the read answers None instead of failing.
+        assert asyncio.run(read_across_a_restart()) is None
+    finally:
+        first.stop()
+        again.stop()

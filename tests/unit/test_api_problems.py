@@ -298,8 +298,10 @@ def test_a_body_that_is_not_a_json_object_is_400(client: FlaskClient, data: byte
     assert_problem(response, 400)
 
 
-def test_deeply_nested_json_is_400_not_a_crash(client: FlaskClient) -> None:
-    assert_problem(client.post("/api/v1/devices", headers=auth(), data=b"[" * 999), 400)
+def test_deeply_nested_json_is_refused_before_it_is_decoded(client: FlaskClient) -> None:
+    body = assert_problem(client.post("/api/v1/devices", headers=auth(), data=b"[" * 999), 422)
+    assert body["errors"][0]["field"] == "body"
+    assert_problem(client.post("/api/v1/devices", headers=auth(), data=b"[" * 150), 400)
 
 
 def test_wrong_types_and_unknown_fields_are_422_with_each_field(client: FlaskClient) -> None:
