@@ -62,8 +62,10 @@ class Settings:
     analysis_timeout_s: float = DEFAULT_ANALYSIS_TIMEOUT_S
     log_level: str = "INFO"
     log_json: bool = False
-    # Each process keeps its threads on one CPU (worker_host/cpu_placement.py).
-    pin_cpu: bool = True
+    # Each process keeps its threads on one CPU (worker_host/cpu_placement.py). Off by default:
+    # under a CPU quota, or with several hwq installs on one machine, every central process
+    # would share one core. A tuning knob for a machine that runs hwq alone.
+    pin_cpu: bool = False
 
     @property
     def sqlalchemy_url(self) -> str:
