@@ -17,6 +17,7 @@ from tasks.command_record import from_redis_fields
 from tasks.db import ledger
 from tasks.db.engine import checkpoint_passively
 from tasks.db.write_lock import write_session
+from tasks.errors import WriterBusy
 from tasks.idle_priority import yield_to_everything_else
 from tasks.lifecycle import TERMINAL
 from tasks.live_store import LiveStore
@@ -150,7 +151,7 @@ class Recorder:
                 while not stop.is_set():
                     try:
                         self.record_once()
-                    except (redis.RedisError, SQLAlchemyError) as e:
+                    except (redis.RedisError, SQLAlchemyError, WriterBusy) as e:
                         self._group_ready = False
                         log.warning("recorder waiting for its stores", extra={"error": str(e)})
                         stop.wait(1.0)

@@ -187,6 +187,7 @@ def test_every_field_has_a_variable() -> None:
         "HWQ_VISIBILITY_TIMEOUT_S": "601",
         "HWQ_LEASE_GRACE_S": "7.5",
         "HWQ_ANALYSIS_TIMEOUT_S": "2.5",
+        "HWQ_SQLITE_LOCK_TIMEOUT_S": "0.5",
         "HWQ_LOG_LEVEL": "ERROR",
         "HWQ_LOG_JSON": "true",
         "HWQ_PIN_CPU": "yes",
@@ -249,6 +250,8 @@ def test_environ_argument_is_used_instead_of_the_process_environment(
         ("HWQ_LOG_JSON", "maybe"),
         ("HWQ_LOG_JSON", "2"),
         ("HWQ_PIN_CPU", "sometimes"),
+        ("HWQ_SQLITE_LOCK_TIMEOUT_S", "0"),
+        ("HWQ_SQLITE_LOCK_TIMEOUT_S", "forever"),
     ],
 )
 def test_bad_value_names_its_variable(variable: str, raw: str) -> None:
