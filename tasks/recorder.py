@@ -74,8 +74,11 @@ class Recorder:
                 raise
         self._group_ready = True
 
-    def record_once(self, block_ms: int = BLOCK_MS) -> int:
-        """Copy one batch; returns how many entries were recorded."""
+    def record_once(self, block_ms: int = BLOCK_MS, on_writer: bool = False) -> int:
+        """Copy one batch; returns how many entries were recorded.
+
+        `on_writer`: the caller is the writer's own thread, which writes the batch itself.
+        """
         self._ensure_group()
         key = self.live.transitions_key
         # Entries this consumer read but did not acknowledge before a crash come first.
@@ -95,7 +98,7 @@ class Recorder:
             more = self.live.redis.xreadgroup(GROUP, self.consumer, {key: ">"}, count=BATCH)
             entries += more[0][1] if more else []
         decoded = [_decode(fields) for _, fields in entries]
-        if self._writer is None:
+        if self._writer is None or on_writer:
             self._write(decoded)
         else:
             self._writer.submit(self._write, decoded).result()
@@ -135,10 +138,12 @@ class Recorder:
     def run(self, stop: threading.Event) -> None:
         """Record until `stop` is set; outages of Redis or SQL are waited out, not fatal.
 
-        Reading and decoding yield the CPU to any command's work (SCHED_IDLE), so the ledger
-        may trail the live state by a batch or two under load; readers of history get the
-        live state of rows not yet final. The SQL transaction runs on a thread of ordinary
-        priority: a recorder starved of CPU must never sit on SQLite's writer lock while a
+        Reading and decoding yield the CPU to any command's work (SCHED_IDLE) while the
+        recorder keeps up, so a batch runs in the gaps between commands. Under sustained
+        load those gaps close and an idle thread falls behind without bound; so a full
+        batch, which says more are waiting, hands the whole work to the writer's thread, of
+        ordinary priority, until a batch comes back short. The SQL transaction always runs
+        there: a recorder starved of CPU must never sit on SQLite's writer lock while a
         submission waits for it.
         """
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hwq-ledger") as writer:
@@ -147,10 +152,15 @@ class Recorder:
             writer.submit(time.monotonic).result()
             self._writer = writer
             yield_to_everything_else()
+            behind = False
             try:
                 while not stop.is_set():
                     try:
-                        self.record_once()
+                        if behind:
+                            recorded = writer.submit(self.record_once, BLOCK_MS, True).result()
+                        else:
+                            recorded = self.record_once()
+                        behind = recorded >= BATCH
                     except (redis.RedisError, SQLAlchemyError, WriterBusy) as e:
                         self._group_ready = False
                         log.warning("recorder waiting for its stores", extra={"error": str(e)})
