@@ -28,6 +28,9 @@ log = logging.getLogger("hwq.recorder")
 GROUP = "recorder"
 # Entries taken per round; one SQL transaction covers them all.
 BATCH = 200
+# Entries taken per round while catching up: fewer, larger transactions copy a backlog with
+# less work per entry, at the cost of holding the writer lock longer while the load lasts.
+CATCH_UP_BATCH = 5 * BATCH
 # How long the recorder waits for more transitions after the first one of a batch arrives.
 # Longer gathers make fewer commits, but each holds SQLite's single writer lock longer, and
 # a submission arriving meanwhile waits that long: at 0.05 s a batch held it ~1.6 ms and
@@ -81,21 +84,24 @@ class Recorder:
         """
         self._ensure_group()
         key = self.live.transitions_key
+        batch = CATCH_UP_BATCH if on_writer else BATCH
         # Entries this consumer read but did not acknowledge before a crash come first.
-        replies = self.live.redis.xreadgroup(GROUP, self.consumer, {key: "0"}, count=BATCH)
+        replies = self.live.redis.xreadgroup(GROUP, self.consumer, {key: "0"}, count=batch)
         entries = replies[0][1] if replies else []
         if not entries:
             replies = self.live.redis.xreadgroup(
-                GROUP, self.consumer, {key: ">"}, count=BATCH, block=block_ms
+                GROUP, self.consumer, {key: ">"}, count=batch, block=block_ms
             )
             entries = replies[0][1] if replies else []
         if not entries:
             return 0
-        if len(entries) < BATCH and block_ms:
+        if len(entries) < batch and block_ms:
             # A command makes several transitions within milliseconds; gathering them for a
             # moment turns many small SQL transactions into one.
             time.sleep(GATHER_S)
-            more = self.live.redis.xreadgroup(GROUP, self.consumer, {key: ">"}, count=BATCH)
+            more = self.live.redis.xreadgroup(
+                GROUP, self.consumer, {key: ">"}, count=batch - len(entries)
+            )
             entries += more[0][1] if more else []
         decoded = [_decode(fields) for _, fields in entries]
         if self._writer is None or on_writer:

@@ -6,6 +6,7 @@ preempts: under sustained load it got a sliver of a CPU and its backlog grew wit
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -74,6 +75,6 @@ def test_full_batches_are_recorded_at_ordinary_priority_until_caught_up(
         pytest.skip("this system refused SCHED_IDLE: every batch ran at ordinary priority")
     assert first_size == BATCH
     # Every batch that followed a full one ran on the thread of ordinary priority.
-    after_full = [policy for (size, _), (_, policy) in zip(batches, batches[1:]) if size >= BATCH]
+    after_full = [policy for (size, _), (_, policy) in itertools.pairwise(batches) if size >= BATCH]
     assert after_full and set(after_full) == {os.SCHED_OTHER}, batches
     assert sum(size for size, _ in batches) == 3 * BATCH + BATCH // 2
