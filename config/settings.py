@@ -34,6 +34,9 @@ DEFAULT_QUEUE_CAP = 1000
 DEFAULT_LEASE_GRACE_S = 15.0
 # A registered analyzer that runs longer than this is stopped; its verdict says so.
 DEFAULT_ANALYSIS_TIMEOUT_S = 5.0
+# Longest a write waits for its turn at a SQLite database before it is refused (503 with
+# Retry-After): a stalled writer must not hold every submission for ever.
+DEFAULT_SQLITE_LOCK_TIMEOUT_S = 5.0
 # Redis keys all start with this, so tests and several installs can share one server.
 DEFAULT_KEY_PREFIX = "hwq"
 
@@ -60,10 +63,13 @@ class Settings:
     visibility_timeout_s: int = DEFAULT_VISIBILITY_TIMEOUT_S
     lease_grace_s: float = DEFAULT_LEASE_GRACE_S
     analysis_timeout_s: float = DEFAULT_ANALYSIS_TIMEOUT_S
+    sqlite_lock_timeout_s: float = DEFAULT_SQLITE_LOCK_TIMEOUT_S
     log_level: str = "INFO"
     log_json: bool = False
-    # Each process keeps its threads on one CPU (worker_host/cpu_placement.py).
-    pin_cpu: bool = True
+    # Each process keeps its threads on one CPU (worker_host/cpu_placement.py). Off by default:
+    # under a CPU quota, or with several hwq installs on one machine, every central process
+    # would share one core. A tuning knob for a machine that runs hwq alone.
+    pin_cpu: bool = False
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -199,6 +205,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "visibility_timeout_s": _visibility_timeout,
     "lease_grace_s": _parse_positive_float,
     "analysis_timeout_s": _parse_positive_float,
+    "sqlite_lock_timeout_s": _parse_positive_float,
     "log_level": _parse_log_level,
     "log_json": _parse_bool,
     "pin_cpu": _parse_bool,

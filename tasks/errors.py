@@ -91,12 +91,20 @@ class OutcomeUnknown(ServiceUnavailable):
     """A request reached Redis, or may have, but its reply never came back."""
 
 
-class StoreNearlyFull(ServiceUnavailable):
-    """Redis is near its memory limit, or the recorder far behind: come back later."""
+class RetryLater(ServiceUnavailable):
+    """A dependency is there but cannot take the request now; the answer says when to retry."""
 
     def __init__(self, detail: str, retry_after_s: int) -> None:
         super().__init__(detail)
         self.retry_after_s = retry_after_s
+
+
+class StoreNearlyFull(RetryLater):
+    """Redis is near its memory limit, or the recorder far behind: come back later."""
+
+
+class WriterBusy(RetryLater):
+    """Another writer held the SQLite database past the writer lock's timeout."""
 
 
 class IdempotencyKeyReused(HwqError):

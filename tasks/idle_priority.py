@@ -4,8 +4,10 @@ The recorder wakes every few tens of milliseconds and spends a few milliseconds 
 batch. On a two-core machine that burst lands on some command's path one time in twenty:
 the submission, the device worker and the long-poll wait for a core, and the burst is the
 latency tail. A thread under Linux's SCHED_IDLE policy is preempted by any ordinary thread
-that wakes, so the batch runs in the gaps between commands instead; under full load it
-still gets a share, and it catches up as soon as the load eases. A thread that holds a lock
+that wakes, so the batch runs in the gaps between commands instead. Under sustained load
+the gaps close and such a thread gets only a sliver of a CPU, so work that must keep up
+hands itself to a thread of ordinary priority once it falls behind (the recorder does, on
+a full batch): an unprivileged thread cannot leave SCHED_IDLE again. A thread that holds a lock
 others wait on must not run this way: preempted while holding it, it would make them wait
 for as long as the CPU stays busy.
 """

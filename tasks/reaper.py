@@ -18,6 +18,7 @@ from tasks.command_record import parse_iso, utc_now_iso
 from tasks.db import ledger, registry
 from tasks.db.models import CommandEventRow
 from tasks.db.write_lock import write_session
+from tasks.errors import WriterBusy
 from tasks.lifecycle import MAX_ATTEMPTS, TERMINAL, State
 from tasks.live_store import LiveStore
 
@@ -306,7 +307,7 @@ class Reaper:
         while not stop.is_set():
             try:
                 self.sweep()
-            except (redis.RedisError, SQLAlchemyError) as e:
+            except (redis.RedisError, SQLAlchemyError, WriterBusy) as e:
                 log.warning("reaper waiting for its stores", extra={"error": str(e)})
             stop.wait(SWEEP_INTERVAL_S)
 

@@ -17,6 +17,7 @@ from tasks.command_record import from_redis_fields
 from tasks.db import ledger
 from tasks.db.engine import checkpoint_passively
 from tasks.db.write_lock import write_session
+from tasks.errors import WriterBusy
 from tasks.idle_priority import yield_to_everything_else
 from tasks.lifecycle import TERMINAL
 from tasks.live_store import LiveStore
@@ -27,6 +28,9 @@ log = logging.getLogger("hwq.recorder")
 GROUP = "recorder"
 # Entries taken per round; one SQL transaction covers them all.
 BATCH = 200
+# Entries taken per round while catching up: fewer, larger transactions copy a backlog with
+# less work per entry, at the cost of holding the writer lock longer while the load lasts.
+CATCH_UP_BATCH = 5 * BATCH
 # How long the recorder waits for more transitions after the first one of a batch arrives.
 # Longer gathers make fewer commits, but each holds SQLite's single writer lock longer, and
 # a submission arriving meanwhile waits that long: at 0.05 s a batch held it ~1.6 ms and
@@ -73,28 +77,34 @@ class Recorder:
                 raise
         self._group_ready = True
 
-    def record_once(self, block_ms: int = BLOCK_MS) -> int:
-        """Copy one batch; returns how many entries were recorded."""
+    def record_once(self, block_ms: int = BLOCK_MS, on_writer: bool = False) -> int:
+        """Copy one batch; returns how many entries were recorded.
+
+        `on_writer`: the caller is the writer's own thread, which writes the batch itself.
+        """
         self._ensure_group()
         key = self.live.transitions_key
+        batch = CATCH_UP_BATCH if on_writer else BATCH
         # Entries this consumer read but did not acknowledge before a crash come first.
-        replies = self.live.redis.xreadgroup(GROUP, self.consumer, {key: "0"}, count=BATCH)
+        replies = self.live.redis.xreadgroup(GROUP, self.consumer, {key: "0"}, count=batch)
         entries = replies[0][1] if replies else []
         if not entries:
             replies = self.live.redis.xreadgroup(
-                GROUP, self.consumer, {key: ">"}, count=BATCH, block=block_ms
+                GROUP, self.consumer, {key: ">"}, count=batch, block=block_ms
             )
             entries = replies[0][1] if replies else []
         if not entries:
             return 0
-        if len(entries) < BATCH and block_ms:
+        if len(entries) < batch and block_ms:
             # A command makes several transitions within milliseconds; gathering them for a
             # moment turns many small SQL transactions into one.
             time.sleep(GATHER_S)
-            more = self.live.redis.xreadgroup(GROUP, self.consumer, {key: ">"}, count=BATCH)
+            more = self.live.redis.xreadgroup(
+                GROUP, self.consumer, {key: ">"}, count=batch - len(entries)
+            )
             entries += more[0][1] if more else []
         decoded = [_decode(fields) for _, fields in entries]
-        if self._writer is None:
+        if self._writer is None or on_writer:
             self._write(decoded)
         else:
             self._writer.submit(self._write, decoded).result()
@@ -134,10 +144,12 @@ class Recorder:
     def run(self, stop: threading.Event) -> None:
         """Record until `stop` is set; outages of Redis or SQL are waited out, not fatal.
 
-        Reading and decoding yield the CPU to any command's work (SCHED_IDLE), so the ledger
-        may trail the live state by a batch or two under load; readers of history get the
-        live state of rows not yet final. The SQL transaction runs on a thread of ordinary
-        priority: a recorder starved of CPU must never sit on SQLite's writer lock while a
+        Reading and decoding yield the CPU to any command's work (SCHED_IDLE) while the
+        recorder keeps up, so a batch runs in the gaps between commands. Under sustained
+        load those gaps close and an idle thread falls behind without bound; so a full
+        batch, which says more are waiting, hands the whole work to the writer's thread, of
+        ordinary priority, until a batch comes back short. The SQL transaction always runs
+        there: a recorder starved of CPU must never sit on SQLite's writer lock while a
         submission waits for it.
         """
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hwq-ledger") as writer:
@@ -146,11 +158,16 @@ class Recorder:
             writer.submit(time.monotonic).result()
             self._writer = writer
             yield_to_everything_else()
+            behind = False
             try:
                 while not stop.is_set():
                     try:
-                        self.record_once()
-                    except (redis.RedisError, SQLAlchemyError) as e:
+                        if behind:
+                            recorded = writer.submit(self.record_once, BLOCK_MS, True).result()
+                        else:
+                            recorded = self.record_once()
+                        behind = recorded >= BATCH
+                    except (redis.RedisError, SQLAlchemyError, WriterBusy) as e:
                         self._group_ready = False
                         log.warning("recorder waiting for its stores", extra={"error": str(e)})
                         stop.wait(1.0)

@@ -86,7 +86,9 @@ def install_server_duties(app: Celery, settings: Settings) -> None:
     """Add the recorder and reaper threads to a Celery worker and plug in analysis."""
     client = redis_client(settings, max_connections=16)
     live = LiveStore(client, settings.key_prefix)
-    engine = make_engine(settings.sqlalchemy_url, writes_first=True)
+    engine = make_engine(
+        settings.sqlalchemy_url, writes_first=True, lock_timeout_s=settings.sqlite_lock_timeout_s
+    )
     migrate(engine)
     sessions = make_sessions(engine)
     analyzers = AnalyzerPool(settings.analysis_timeout_s)

@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -31,7 +31,7 @@ from tasks.connections import redis_client
 from tasks.db import ledger, registry, tokens
 from tasks.db.command_insert import CommandInsert
 from tasks.db.engine import make_engine, make_sessions
-from tasks.db.write_lock import writer_turn
+from tasks.db.write_lock import write_session, writer_turn
 from tasks.device_options import device_profile
 from tasks.errors import (
     CommandStateError,
@@ -83,7 +83,9 @@ class HwqService:
         self.settings = settings
         self.redis = redis_client(settings, max_connections=max(64, settings.api_threads * 2))
         self.live = LiveStore(self.redis, settings.key_prefix)
-        self.engine = make_engine(settings.sqlalchemy_url)
+        self.engine = make_engine(
+            settings.sqlalchemy_url, lock_timeout_s=settings.sqlite_lock_timeout_s
+        )
         self.sessions = make_sessions(self.engine)
         self._insert_command = CommandInsert(self.engine)
         self._token_cache: dict[str, tuple[float, Principal]] = {}
@@ -102,6 +104,10 @@ class HwqService:
     def _session(self) -> Iterator[Session]:
         with self.sessions() as session, session.begin():
             yield session
+
+    def _write_session(self) -> AbstractContextManager[Session]:
+        """A session in one write transaction; on SQLite, writers of every process take turns."""
+        return write_session(self.sessions)
 
     @contextmanager
     def _writing(self) -> Iterator[Connection]:
@@ -182,7 +188,7 @@ class HwqService:
 
     def create_token(self, role: str, name: str, device: str | None = None) -> str:
         """A new token for `name` with `role` (and `device`, for a device token)."""
-        with self._session() as session:
+        with self._write_session() as session:
             return tokens.create_token(session, role, name, device)
 
     def list_tokens(self) -> list[dict[str, Any]]:
@@ -192,7 +198,7 @@ class HwqService:
 
     def revoke_token(self, token_id: int, by: str) -> None:
         """Delete a token; every API process refuses it from its next request on."""
-        with self._session() as session:
+        with self._write_session() as session:
             if not tokens.delete_token(session, token_id):
                 raise NotFound(f"no token with id {token_id}")
         # After the commit: a process that sees the new generation finds the row gone.
@@ -225,7 +231,7 @@ class HwqService:
 
     def register_device(self, spec: dict[str, Any]) -> dict[str, Any]:
         """Add a device and mirror it for its worker."""
-        with self._session() as session:
+        with self._write_session() as session:
             if registry.get_device(session, spec["name"]) is not None:
                 raise Conflict(f"a device named {spec['name']!r} exists already")
             values = registry.device_values(registry.add_device(session, spec))
@@ -239,7 +245,7 @@ class HwqService:
 
     def update_device(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
         """Change settings or rename; refused while commands are queued or in flight."""
-        with self._session() as session:
+        with self._write_session() as session:
             row = registry.get_device(session, name)
             if row is None:
                 raise NotFound(f"no device named {name!r}")
@@ -257,7 +263,7 @@ class HwqService:
 
     def delete_device(self, name: str) -> None:
         """Remove a device; its command history stays."""
-        with self._session() as session:
+        with self._write_session() as session:
             row = registry.get_device(session, name)
             if row is None:
                 raise NotFound(f"no device named {name!r}")

@@ -15,7 +15,7 @@ from tasks.errors import StoreNearlyFull
 NEARLY_FULL_SHARE = 0.85
 # Or once this many transitions wait for the recorder: each is a row it still has to write,
 # and the stream holds nothing else (recorded entries are deleted).
-MAX_RECORDER_BACKLOG = 200_000
+MAX_RECORDER_BACKLOG = 50_000
 # The check runs at most this often per process; submissions in between reuse its verdict.
 CHECK_EVERY_S = 1.0
 # What a refused client is told to wait before trying again.

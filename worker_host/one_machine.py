@@ -17,6 +17,7 @@ from config.logging import configure_logging
 from config.settings import masked_url
 from tasks.db.engine import make_engine, make_sessions, migrate
 from tasks.db.tokens import create_token, find_principal
+from tasks.db.write_lock import write_session
 from tasks.errors import Conflict, ServiceUnavailable
 from tasks.service import HwqService
 from worker_host.embedded_redis import EmbeddedRedis
@@ -53,7 +54,7 @@ def _secret_file(path: Path, make: object) -> str:
 
 
 def _admin_token(settings: Settings) -> str:
-    engine = make_engine(settings.sqlalchemy_url)
+    engine = make_engine(settings.sqlalchemy_url, lock_timeout_s=settings.sqlite_lock_timeout_s)
     migrate(engine)
     sessions = make_sessions(engine)
     token_file = settings.home / "admin.token"
@@ -64,7 +65,7 @@ def _admin_token(settings: Settings) -> str:
         if principal is not None and principal.role == "admin":
             engine.dispose()
             return existing
-    with sessions() as session, session.begin():
+    with write_session(sessions) as session:
         token = create_token(session, "admin", "hwq-up-admin")
     token_file.write_text(token + "\n")
     token_file.chmod(0o600)

@@ -10,18 +10,26 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event, inspect, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from config.settings import DEFAULT_SQLITE_LOCK_TIMEOUT_S
+from tasks.db.write_lock import TIMEOUT_OPTION, writer_turn
 from tasks.errors import ConfigError
 from tasks.json_bounds import decode_stored_json
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
-def make_engine(url: str, writes_first: bool = False) -> Engine:
+def make_engine(
+    url: str,
+    writes_first: bool = False,
+    lock_timeout_s: float = DEFAULT_SQLITE_LOCK_TIMEOUT_S,
+) -> Engine:
     """An engine for `url`; SQLite gets WAL so readers never block the recorder.
 
     `writes_first`: every SQLite transaction takes the write lock when it begins. A
     transaction that reads and then writes (the recorder's) would otherwise fail at once
     when another process committed in between, instead of waiting its turn.
+    `lock_timeout_s`: how long a writer waits for its turn at a SQLite file
+    (`tasks/db/write_lock.py`) before it gives up.
     """
     if url.startswith("sqlite"):
         path = url.removeprefix("sqlite:///")
@@ -36,7 +44,7 @@ def make_engine(url: str, writes_first: bool = False) -> Engine:
         if writes_first:
             event.listen(engine, "connect", _sqlite_manual_transactions)
             event.listen(engine, "begin", _sqlite_begin_immediate)
-        return engine
+        return engine.execution_options(**{TIMEOUT_OPTION: lock_timeout_s})
     return create_engine(
         url,
         pool_pre_ping=True,
@@ -101,12 +109,12 @@ def migrate(engine: Engine) -> None:
     """Bring the schema to the newest migration."""
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with engine.begin() as connection:
+    with writer_turn(engine), engine.begin() as connection:
         config.attributes["connection"] = connection
         alembic_command.upgrade(config, "head")
 
 
-def open_existing(url: str) -> Engine:
+def open_existing(url: str, lock_timeout_s: float = DEFAULT_SQLITE_LOCK_TIMEOUT_S) -> Engine:
     """An engine on a hwq database that exists already, brought to the newest schema.
 
     For commands that only add to a running system's ledger (`hwq token create`): a wrong
@@ -120,7 +128,7 @@ def open_existing(url: str) -> Engine:
                 "HWQ_HOME to its folder or HWQ_DATABASE_URL to its database, or create one "
                 "with `hwq migrate`"
             )
-    engine = make_engine(url)
+    engine = make_engine(url, lock_timeout_s=lock_timeout_s)
     if not inspect(engine).has_table("tokens"):
         engine.dispose()
         raise ConfigError(

@@ -1,5 +1,5 @@
-"""Each hwq process keeps all its threads on one CPU: the API and server worker on the last,
-device workers on the CPUs in turn; HWQ_PIN_CPU=false leaves them to the kernel."""
+"""With HWQ_PIN_CPU=true each hwq process keeps all its threads on one CPU: the API and server
+worker on the last, device workers on the CPUs in turn. By default the kernel places them."""
 
 from __future__ import annotations
 
@@ -18,8 +18,10 @@ pytestmark = pytest.mark.skipif(len(CPUS) < 2, reason="one CPU: nothing to choos
 
 @pytest.fixture(scope="module")
 def placed_stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """A stack of its own, so its device workers take the first turns of the count."""
-    with running_stack(tmp_path_factory.mktemp("hwq-cpus"), redis_url) as stack:
+    """A stack of its own that pins, so its device workers take the first turns of the count."""
+    with running_stack(
+        tmp_path_factory.mktemp("hwq-cpus"), redis_url, HWQ_PIN_CPU="true"
+    ) as stack:
         yield stack
 
 
@@ -63,13 +65,21 @@ def test_device_workers_take_the_cpus_in_turn_and_still_answer(placed_stack: Sta
     assert command["response"] == {"text": "pinned"}
 
 
-def test_pinning_can_be_switched_off(placed_stack: Stack) -> None:
-    placed_stack.extra_env["HWQ_PIN_CPU"] = "false"
+@pytest.mark.parametrize("setting", ["false", None], ids=["switched-off", "unset"])
+def test_the_kernel_places_processes_unless_pinning_is_asked_for(
+    placed_stack: Stack, setting: str | None
+) -> None:
+    # Unset means off: under a CPU quota, or beside other hwq installs, pinning would crowd
+    # every central process onto one core.
+    name = f"cpu-{setting or 'unset'}"
+    del placed_stack.extra_env["HWQ_PIN_CPU"]
+    if setting is not None:
+        placed_stack.extra_env["HWQ_PIN_CPU"] = setting
     try:
-        placed_stack.add_sim_device("cpu-free")
+        placed_stack.add_sim_device(name)
     finally:
-        del placed_stack.extra_env["HWQ_PIN_CPU"]
-    listed = _cpus_of_every_thread(placed_stack, "device-cpu-free")
+        placed_stack.extra_env["HWQ_PIN_CPU"] = "true"
+    listed = _cpus_of_every_thread(placed_stack, f"device-{name}")
     assert [_expand(cpus) for cpus in listed] == [set(CPUS)]
 
 

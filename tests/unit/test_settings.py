@@ -56,7 +56,7 @@ def test_defaults_serve_one_machine() -> None:
     assert settings.visibility_timeout_s == DEFAULT_VISIBILITY_TIMEOUT_S
     assert settings.log_level == "INFO"
     assert settings.log_json is False
-    assert settings.pin_cpu is True
+    assert settings.pin_cpu is False
 
 
 def test_defaults_match_the_dataclass() -> None:
@@ -157,7 +157,7 @@ def test_celery_gets_the_redis_url_in_kombus_spelling(redis_url: str, celery_url
         ("HWQ_LOG_JSON", "0", "log_json", False),
         ("HWQ_LOG_JSON", "no", "log_json", False),
         ("HWQ_LOG_JSON", "Off", "log_json", False),
-        ("HWQ_PIN_CPU", "false", "pin_cpu", False),
+        ("HWQ_PIN_CPU", "true", "pin_cpu", True),
     ],
 )
 def test_each_variable_is_parsed(variable: str, raw: str, attribute: str, expected: Any) -> None:
@@ -187,9 +187,10 @@ def test_every_field_has_a_variable() -> None:
         "HWQ_VISIBILITY_TIMEOUT_S": "601",
         "HWQ_LEASE_GRACE_S": "7.5",
         "HWQ_ANALYSIS_TIMEOUT_S": "2.5",
+        "HWQ_SQLITE_LOCK_TIMEOUT_S": "0.5",
         "HWQ_LOG_LEVEL": "ERROR",
         "HWQ_LOG_JSON": "true",
-        "HWQ_PIN_CPU": "no",
+        "HWQ_PIN_CPU": "yes",
     }
     assert {f"HWQ_{f.name.upper()}" for f in dataclasses.fields(Settings)} == set(environ)
     settings = load_settings(environ=environ)
@@ -249,6 +250,8 @@ def test_environ_argument_is_used_instead_of_the_process_environment(
         ("HWQ_LOG_JSON", "maybe"),
         ("HWQ_LOG_JSON", "2"),
         ("HWQ_PIN_CPU", "sometimes"),
+        ("HWQ_SQLITE_LOCK_TIMEOUT_S", "0"),
+        ("HWQ_SQLITE_LOCK_TIMEOUT_S", "forever"),
     ],
 )
 def test_bad_value_names_its_variable(variable: str, raw: str) -> None:

@@ -219,14 +219,15 @@ def migrate_command(devices: tuple[str, ...]) -> None:
     """Create or upgrade the results database schema."""
     from tasks.db import registry
     from tasks.db.engine import make_engine, make_sessions, migrate
+    from tasks.db.write_lock import write_session
     from tasks.queues import DEVICE_NAME_PATTERN
 
     settings = _settings()
-    engine = make_engine(settings.sqlalchemy_url)
+    engine = make_engine(settings.sqlalchemy_url, lock_timeout_s=settings.sqlite_lock_timeout_s)
     migrate(engine)
     click.echo("database is at the newest schema")
     ensured = []
-    with make_sessions(engine)() as session, session.begin():
+    with write_session(make_sessions(engine)) as session:
         for spec in devices:
             name, _, address = spec.partition("=")
             if not DEVICE_NAME_PATTERN.match(name):
@@ -290,10 +291,12 @@ def token_create(role: str, name: str, device: str | None) -> None:
     """
     from tasks.db.engine import make_sessions, open_existing
     from tasks.db.tokens import check_token_request, create_token
+    from tasks.db.write_lock import write_session
 
     check_token_request(role, device)
-    engine = open_existing(_running_system_settings().sqlalchemy_url)
-    with make_sessions(engine)() as session, session.begin():
+    settings = _running_system_settings()
+    engine = open_existing(settings.sqlalchemy_url, settings.sqlite_lock_timeout_s)
+    with write_session(make_sessions(engine)) as session:
         value = create_token(session, role, name, device)
     engine.dispose()
     click.echo(value)
