@@ -35,10 +35,18 @@ def _process_and_children(pid: int) -> list[int]:
     return [pid, *(p for child in children for p in _process_and_children(child))]
 
 
+def _is_analysis_child(pid: int) -> bool:
+    # Analyses run in children of the server worker that may use every CPU on purpose.
+    return b"tasks.analysis_sandbox" in Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
 def _cpus_of_every_thread(stack: Stack, name: str) -> set[str]:
-    """Cpus_allowed_list of each thread of the named child and of its own children."""
+    """Cpus_allowed_list of each thread of the named child and of its own children (but the
+    analysis children, which may use any CPU)."""
     found = set()
     for pid in _process_and_children(stack.processes[name].pid):
+        if _is_analysis_child(pid):
+            continue
         for tid in os.listdir(f"/proc/{pid}/task"):
             status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
             found.update(
