@@ -17,6 +17,7 @@ from celery import Celery
 
 from tasks.analysis import MANUAL
 from tasks.celery_app import ANALYZE_TASK, PUBLISH_RETRY_POLICY
+from tasks.command_values import CommandChanges, CommandValues
 from tasks.device_options import DeviceProfile, device_profile
 from tasks.errors import DeviceError, ReplyTimeout
 from tasks.lifecycle import State
@@ -269,7 +270,7 @@ class DeviceRuntime:
         while len(self._sent) > MAX_REMEMBERED_SENT:
             self._sent.popitem(last=False)
 
-    def _sent_before(self, command_id: str, values: dict[str, Any]) -> bool:
+    def _sent_before(self, command_id: str, values: CommandValues) -> bool:
         """A command restored after Redis lost its data that this worker already sent.
 
         The ledger trailed Redis when it was lost, so it still showed the command queued.
@@ -298,7 +299,7 @@ class DeviceRuntime:
         targets: tuple[State, ...],
         *,
         detail: str,
-        fields: dict[str, Any],
+        fields: CommandChanges,
         context: dict[str, str],
     ) -> bool:
         """Record a command's outcome, trying again while Redis is away, until its lease ends;
@@ -333,7 +334,7 @@ class DeviceRuntime:
     def _record_reply(
         self,
         command_id: str,
-        values: dict[str, Any],
+        values: CommandValues,
         response: dict[str, Any],
         context: dict[str, str],
     ) -> Outcome | None:
