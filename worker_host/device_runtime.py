@@ -24,7 +24,8 @@ from tasks.lifecycle import State
 from tasks.live_store import LiveStore, TransitionResult
 from tasks.queues import SERVER_QUEUE
 from worker_host.exchange import DeviceExchange
-from worker_host.transport import SerialTransport
+from worker_host.port_address import PortAddress
+from worker_host.transport import SerialTransport, Transport
 
 log = logging.getLogger("hwq.device")
 
@@ -45,7 +46,7 @@ RECORD_RETRY_MAX_S = 1.0
 # ledger after Redis lost its data is checked against them before it is sent.
 MAX_REMEMBERED_SENT = 10_000
 # Settings whose change means the port must be opened anew.
-_PORT_SETTINGS = ("address", "baudrate")
+_PORT_SETTINGS = ("transport", "address", "baudrate")
 # A late reply is kept as an event whose detail holds at most this much of it.
 LATE_REPLY_DETAIL_CHARS = 1000
 
@@ -74,12 +75,16 @@ class DeviceRuntime:
         device: str,
         node_name: str,
         overrides: dict[str, Any] | None = None,
+        transport_for: Callable[[dict[str, Any]], Transport] | None = None,
     ) -> None:
+        """`transport_for`: how to reach the device its settings describe (default: the serial
+        port its address names)."""
         self.live = live
         self.celery = celery
         self.device = device
         self.node_name = node_name
         self.overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+        self._transport_for = transport_for or serial_transport
         self._exchange: DeviceExchange | None = None
         self._port_settings: tuple[Any, ...] | None = None
         self._config: dict[str, Any] | None = None
@@ -107,7 +112,7 @@ class DeviceRuntime:
         if self._exchange is None or settings != self._port_settings:
             if self._exchange is not None:
                 self._exchange.transport.close()
-            transport = SerialTransport(str(config["address"]), int(config.get("baudrate") or 0))
+            transport = self._transport_for(config)
             exchange = DeviceExchange(
                 transport, self._noise, device=self.device, on_late_reply=self._late_reply
             )
@@ -362,3 +367,12 @@ class DeviceRuntime:
         """Close the port."""
         if self._exchange is not None:
             self._exchange.transport.close()
+
+
+def serial_transport(config: dict[str, Any]) -> Transport:
+    """The serial port a device's settings name, at its baud rate."""
+    try:
+        address = PortAddress.parse(str(config["address"]))
+    except ValueError as e:
+        raise DeviceError(f"device {config.get('name')} has a bad address: {e}") from None
+    return SerialTransport(address, int(config.get("baudrate") or 0))
