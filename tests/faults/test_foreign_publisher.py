@@ -12,7 +12,9 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
+import pytest
 import redis
 from celery import Celery
 
@@ -47,60 +49,59 @@ def _lines_received(stack: Stack, device: str, payload: str) -> int:
     return sum(line.split(" ", 1)[-1] == payload for line in stack.sim_log(device).splitlines())
 
 
-def _wait_until_popped(stack: Stack, broker: redis.Redis, device: str, command_id: str) -> None:
-    """Until the worker has taken every message and logged the inert delivery of the other."""
-    log_name = f"device-{device}"
-    stack.wait_for(
-        lambda: broker.llen(_queue_key(stack, device)) == 0
-        and stack.log(log_name).count("delivery inert") >= 1,
-        "the second delivery to be taken and refused",
-        timeout=SETTLE_S,
-    )
+@pytest.fixture
+def broker(stack: Stack) -> Iterator[redis.Redis]:
+    """A client on the stack's Redis, to look into the device's queue."""
+    client = redis.Redis.from_url(stack.redis_url)
+    yield client
+    client.close()
+
+
+def _accepted_while_unserved(stack: Stack, device: str) -> tuple[str, str]:
+    """A command the API accepted for a device whose worker is not running yet, and its line."""
+    stack.add_sim_device(device, worker=False)
+    payload = f"ECHO once-{uuid.uuid4().hex[:8]}"
+    return stack.submit(device, payload), payload
+
+
+def _publish_and_serve(stack: Stack, device: str, command_id: str) -> dict[str, Any]:
+    """Publish the command from another client, start the device's worker, and wait."""
+    with celery_client(stack) as client:
+        client.send_task("hwq.execute", args=[command_id], queue=f"hwq.device.{device}")
+    stack.start_worker(device)
+    return stack.wait(command_id, SETTLE_S)
 
 
 def test_a_command_published_twice_by_api_and_any_client_runs_once(
-    stack: Stack, device_name: str
+    stack: Stack, device_name: str, broker: redis.Redis
 ) -> None:
-    stack.add_sim_device(device_name, worker=False)
-    payload = f"ECHO twice-{uuid.uuid4().hex[:8]}"
-    command_id = stack.submit(device_name, payload)
-    broker = redis.Redis.from_url(stack.redis_url)
-    try:
-        with celery_client(stack) as client:
-            client.send_task("hwq.execute", args=[command_id], queue=f"hwq.device.{device_name}")
-        # Both messages sit in the one Celery queue the device's worker consumes.
-        assert broker.llen(_queue_key(stack, device_name)) == 2
+    command_id, payload = _accepted_while_unserved(stack, device_name)
 
-        stack.start_worker(device_name)
-        command = stack.wait(command_id, SETTLE_S)
-        assert command["state"] == "done", command
-        assert command["response"] == {"text": payload.removeprefix("ECHO ")}
-        assert command["attempts"] == 1
-        _wait_until_popped(stack, broker, device_name, command_id)
-    finally:
-        broker.close()
+    command = _publish_and_serve(stack, device_name, command_id)
+
+    assert command["state"] == "done", command
+    assert command["response"] == {"text": payload.removeprefix("ECHO ")}
+    assert command["attempts"] == 1
+    # The worker took both messages from the one Celery queue, and refused the second.
+    stack.wait_for(
+        lambda: broker.llen(_queue_key(stack, device_name)) == 0
+        and "delivery inert" in stack.log(f"device-{device_name}"),
+        "the second delivery to be taken and refused",
+        timeout=SETTLE_S,
+    )
     time.sleep(1)  # a second run, had there been one, would have reached the port by now
     assert _lines_received(stack, device_name, payload) == 1, stack.sim_log(device_name)
 
 
 def test_a_command_whose_only_message_came_from_another_client_runs_once(
-    stack: Stack, device_name: str
+    stack: Stack, device_name: str, broker: redis.Redis
 ) -> None:
-    stack.add_sim_device(device_name, worker=False)
-    payload = f"ECHO foreign-{uuid.uuid4().hex[:8]}"
-    command_id = stack.submit(device_name, payload)
-    broker = redis.Redis.from_url(stack.redis_url)
-    try:
-        # The API's own message is gone; only another client's publish is left to run it.
-        assert broker.delete(_queue_key(stack, device_name)) == 1
-        with celery_client(stack) as client:
-            client.send_task("hwq.execute", args=[command_id], queue=f"hwq.device.{device_name}")
-        assert broker.llen(_queue_key(stack, device_name)) == 1
+    command_id, payload = _accepted_while_unserved(stack, device_name)
+    # The API's own message is gone; only another client's publish is left to run it.
+    assert broker.delete(_queue_key(stack, device_name)) == 1
 
-        stack.start_worker(device_name)
-        command = stack.wait(command_id, SETTLE_S)
-    finally:
-        broker.close()
+    command = _publish_and_serve(stack, device_name, command_id)
+
     assert command["state"] == "done", command
     assert command["response"] == {"text": payload.removeprefix("ECHO ")}
     assert _lines_received(stack, device_name, payload) == 1, stack.sim_log(device_name)
