@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
+from tasks.command_values import BOOLEAN_FIELDS, CommandValues
 from tasks.json_bounds import decode_stored_json
 
 # Fields stored as JSON text in Redis and SQL.
@@ -44,7 +46,7 @@ def parse_iso(text: str) -> datetime:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
-def to_redis_fields(values: dict[str, Any]) -> dict[str, str]:
+def to_redis_fields(values: Mapping[str, object]) -> dict[str, str]:
     """Flatten a partial command into Redis hash strings."""
     flat: dict[str, str] = {}
     for key, value in values.items():
@@ -69,13 +71,20 @@ def from_redis_fields(raw: dict[str, str]) -> dict[str, Any]:
             values[key] = int(text) if text else 0
         elif key in ("timeout_s", "expires_s"):
             values[key] = float(text) if text else None
-        elif key == "idempotent":
+        elif key in BOOLEAN_FIELDS:
             values[key] = text == "1"
         else:
             values[key] = text or None
     return values
 
 
-def public_view(values: dict[str, Any]) -> dict[str, Any]:
+def command_from_redis(raw: dict[str, str]) -> CommandValues:
+    """A command from its whole Redis hash, which the atomic create stored with every
+    submitted field."""
+    return cast(CommandValues, from_redis_fields(raw))
+
+
+def public_view(values: CommandValues) -> dict[str, Any]:
     """The command as the API shows it."""
-    return {key: values.get(key) for key in PUBLIC_FIELDS}
+    shown: Mapping[str, object] = values
+    return {key: shown.get(key) for key in PUBLIC_FIELDS}

@@ -12,7 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tasks.command_record import from_redis_fields
+from tasks.command_record import command_from_redis
+from tasks.command_values import CommandValues
 
 # The longest single block when the connection has no socket timeout at all.
 LONGEST_BLOCK_S = 5.0
@@ -29,11 +30,11 @@ def longest_block_s(client: Any) -> float:
     return min(LONGEST_BLOCK_S, float(socket_timeout) * BLOCK_SHARE_OF_SOCKET_TIMEOUT)
 
 
-def decode_hash(raw: dict[bytes, bytes]) -> dict[str, Any] | None:
+def decode_hash(raw: dict[bytes, bytes]) -> CommandValues | None:
     """A command hash as its values, or None for an empty (absent) one."""
     if not raw:
         return None
-    return from_redis_fields({k.decode(): v.decode() for k, v in raw.items()})
+    return command_from_redis({k.decode(): v.decode() for k, v in raw.items()})
 
 
 class CommandWait:
@@ -50,7 +51,7 @@ class CommandWait:
         wake_key: str,
         command_key: str,
         timeout_s: float,
-        settled: Callable[[dict[str, Any]], bool],
+        settled: Callable[[CommandValues], bool],
         *,
         longest_block_s: float,
         expect_wake: bool = False,
@@ -63,7 +64,7 @@ class CommandWait:
         self.last_id = b"0-0"
         self.block_ms = self._block_ms(timeout_s) if expect_wake and timeout_s > 0 else None
         # The command's values after the last round; None while Redis holds none.
-        self.values: dict[str, Any] | None = None
+        self.values: CommandValues | None = None
 
     def _block_ms(self, remaining_s: float) -> int:
         return int(min(remaining_s, self.longest_block_s) * 1000) + 1
@@ -92,7 +93,7 @@ class CommandWait:
         self.block_ms = self._block_ms(remaining)
         return False
 
-    def run(self, client: Any) -> dict[str, Any] | None:
+    def run(self, client: Any) -> CommandValues | None:
         """Wait on a blocking client, holding the calling thread; the command's last values."""
         while True:
             pipe = client.pipeline(transaction=False)
@@ -100,7 +101,7 @@ class CommandWait:
             if self.take_round(pipe.execute()):
                 return self.values
 
-    async def run_async(self, client: Any) -> dict[str, Any] | None:
+    async def run_async(self, client: Any) -> CommandValues | None:
         """Wait on a redis.asyncio client, holding no thread; the command's last values."""
         while True:
             pipe = client.pipeline(transaction=False)

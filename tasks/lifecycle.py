@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import IntEnum, StrEnum
 from typing import Any
 
@@ -75,8 +76,9 @@ def is_terminal(state: str) -> bool:
     return state in TERMINAL
 
 
-def is_settled_for_wait(values: dict[str, Any]) -> bool:
-    """A long-poll returns once a command is terminal or waits for a person's analysis."""
+def is_settled_for_wait(values: Mapping[str, Any]) -> bool:
+    """A long-poll returns once a command is terminal or waits for a person's analysis
+    (`values`: the command as hwq holds it, or as the API shows it)."""
     if values["state"] in TERMINAL:
         return True
     analysis = values.get("analysis") or {}

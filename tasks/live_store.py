@@ -11,7 +11,13 @@ from typing import Any
 import redis
 
 from tasks.celery_app import broker_key_prefix
-from tasks.command_record import from_redis_fields, to_redis_fields, utc_now_iso
+from tasks.command_record import (
+    command_from_redis,
+    from_redis_fields,
+    to_redis_fields,
+    utc_now_iso,
+)
+from tasks.command_values import CommandChanges, CommandValues
 from tasks.command_wait import CommandWait, longest_block_s
 from tasks.command_wait import decode_hash as _decode_hash
 from tasks.errors import OutcomeUnknown
@@ -50,7 +56,9 @@ class TransitionResult:
     # The command's device has no settings in Redis (create only).
     unknown_device: bool = False
     # The command's values, returned by a claim this delivery won.
-    values: dict[str, Any] | None = None
+    values: CommandValues | None = None
+    # When the command reached its queue, by Redis's clock (a stamped create only).
+    created_at: str | None = None
     # The device the command belongs to, when a worker of another device tried to claim it.
     other_device: str | None = None
 
@@ -115,7 +123,7 @@ class LiveStore:
         targets: str = "",
         lease_s: float | None = None,
         extra: str = "",
-        fields: dict[str, Any] | None = None,
+        fields: CommandValues | CommandChanges | None = None,
     ) -> list[Any]:
         flat = to_redis_fields(fields or {})
         args: list[Any] = [
@@ -137,7 +145,7 @@ class LiveStore:
     def transition_result(reply: list[Any]) -> TransitionResult:
         """What the transition script's reply says happened."""
         code, previous, state, *rest = reply
-        values = None
+        values = created_at = None
         if code == -4:
             return TransitionResult(
                 moved=False,
@@ -147,9 +155,12 @@ class LiveStore:
             )
         if rest:
             flat = rest[0]
-            values = from_redis_fields(
-                {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
-            )
+            raw = {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
+            # A won claim returns the whole command; a stamped create only its created_at.
+            if "id" in raw:
+                values = command_from_redis(raw)
+            else:
+                created_at = from_redis_fields(raw).get("created_at")
         return TransitionResult(
             moved=code == 1,
             previous=previous.decode() if previous else None,
@@ -158,11 +169,12 @@ class LiveStore:
             queue_full=code == -2,
             unknown_device=code == -3,
             values=values,
+            created_at=created_at,
         )
 
     def create(
         self,
-        values: dict[str, Any],
+        values: CommandValues,
         queue_cap: int,
         enqueue: tuple[str, str] | None = None,
         *,
@@ -177,7 +189,7 @@ class LiveStore:
         command is never queued without its message or the reverse.
 
         With `reply_timeout_s` (the API's submissions), created_at is stamped from Redis's
-        clock and returned in `values`, and the script is sent on a connection taken for it:
+        clock and returned in `created_at`, and the script is sent on a connection taken for it:
         a failure to connect raises `redis.ConnectionError` (nothing was sent); a reply not
         back within the timeout, or a connection lost after sending, raises `OutcomeUnknown`.
         Sending the same create again is harmless: it finds the command and changes nothing.
@@ -227,7 +239,7 @@ class LiveStore:
         *targets: State,
         expected: tuple[State, ...] | None = None,
         detail: str = "",
-        fields: dict[str, Any] | None = None,
+        fields: CommandChanges | None = None,
     ) -> TransitionResult:
         """Move a command along allowed edges, optionally only from the `expected` states."""
         return self._run(
@@ -269,22 +281,23 @@ class LiveStore:
         return self._transition_args("claim", command_id, **self._claim_options(worker, device))
 
     def _claim_options(self, worker: str, device: str | None) -> dict[str, Any]:
+        changes: CommandChanges = {"claimed_by": worker}
         return {
             "detail": f"claimed by {worker}",
             "lease_s": self.lease_grace_s,
             "extra": device or "",
-            "fields": {"claimed_by": worker},
+            "fields": changes,
         }
 
     # reads --------------------------------------------------------------------------------
-    def get_many(self, command_ids: list[str]) -> list[dict[str, Any] | None]:
+    def get_many(self, command_ids: list[str]) -> list[CommandValues | None]:
         """Several commands' live values in one round trip, None where Redis holds none."""
         pipe = self.redis.pipeline(transaction=False)
         for command_id in command_ids:
             pipe.hgetall(self.command_key(command_id))
         return [_decode_hash(raw) for raw in pipe.execute()]
 
-    def get(self, command_id: str) -> dict[str, Any] | None:
+    def get(self, command_id: str) -> CommandValues | None:
         """One command's live values, or None when Redis does not hold it."""
         return _decode_hash(self.redis.hgetall(self.command_key(command_id)))
 
@@ -300,7 +313,7 @@ class LiveStore:
 
     def wait(
         self, command_id: str, timeout_s: float, settled: Any, expect_wake: bool = False
-    ) -> dict[str, Any] | None:
+    ) -> CommandValues | None:
         """Block until `settled(values)` or the timeout; wakes only when the command may have.
 
         `expect_wake`: the command was just accepted here, so the first round may block on

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tasks.analysis import MANUAL
 from tasks.command_record import parse_iso, utc_now_iso
+from tasks.command_values import CommandValues
 from tasks.db import ledger, registry
 from tasks.db.models import CommandEventRow
 from tasks.db.write_lock import write_session
@@ -130,7 +131,7 @@ class Reaper:
                 continue
             self._settle_lost(command_id, values)
 
-    def _settle_lost(self, command_id: str, values: dict[str, Any]) -> None:
+    def _settle_lost(self, command_id: str, values: CommandValues) -> None:
         if values.get("idempotent") and int(values.get("attempts") or 0) < MAX_ATTEMPTS:
             result = self.live.move(
                 command_id,

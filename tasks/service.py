@@ -27,6 +27,7 @@ from tasks.analysis import check_analysis_request
 from tasks.auth import Principal
 from tasks.command_fit import kind_misfit, raw_line_bytes
 from tasks.command_record import public_view, utc_now_iso
+from tasks.command_values import CommandValues
 from tasks.connections import redis_client
 from tasks.db import ledger, registry, tokens
 from tasks.db.command_insert import CommandInsert
@@ -326,7 +327,7 @@ class HwqService:
         analysis = request.get("analysis")
         check_analysis_request(analysis)
         self._admission.check()
-        values: dict[str, Any] = {
+        values: CommandValues = {
             "id": str(uuid.uuid4()),
             "device": device,
             "user": user,
@@ -360,7 +361,7 @@ class HwqService:
         )
         return public_view({**values, "state": State.QUEUED.value})
 
-    def _create(self, values: dict[str, Any]) -> str:
+    def _create(self, values: CommandValues) -> str:
         """The command's live state and message; returns created_at as Redis stamped it.
 
         Once the create has been sent, the command counts as accepted: Redis may have run it
@@ -403,7 +404,7 @@ class HwqService:
         return _created_at(result, values)
 
     def _create_again(
-        self, values: dict[str, Any], message: tuple[str, str], first: OutcomeUnknown
+        self, values: CommandValues, message: tuple[str, str], first: OutcomeUnknown
     ) -> str:
         context = {"device": values["device"], "command": values["id"]}
         log.warning("create unanswered; sending it again", extra={**context, "error": str(first)})
@@ -441,7 +442,7 @@ class HwqService:
         with self._writing() as connection:
             ledger.delete_command(connection, command_id)
 
-    def _values(self, command_id: str) -> dict[str, Any]:
+    def _values(self, command_id: str) -> CommandValues:
         values = self.live.get(command_id)
         if values is not None:
             return values
@@ -490,7 +491,7 @@ class HwqService:
             State.CANCELLED,
             expected=(State.QUEUED,),
             detail=f"cancelled by {by}" if by else "cancelled by request",
-            fields={"cancel": "1"},
+            fields={"cancel": True},
         )
         if not result.moved:
             current = self._values(command_id)["state"]
@@ -551,9 +552,8 @@ def _allows_python(config: dict[str, Any]) -> bool:
     return bool((config.get("options") or {}).get("allow_python"))
 
 
-def _created_at(result: TransitionResult, values: dict[str, Any]) -> str:
-    stamped = (result.values or {}).get("created_at")
-    return str(stamped or values["created_at"])
+def _created_at(result: TransitionResult, values: CommandValues) -> str:
+    return result.created_at or values["created_at"]
 
 
 def request_digest(device: str, request: dict[str, Any]) -> str:

@@ -17,13 +17,15 @@ from celery import Celery
 
 from tasks.analysis import MANUAL
 from tasks.celery_app import ANALYZE_TASK, PUBLISH_RETRY_POLICY
+from tasks.command_values import CommandChanges, CommandValues
 from tasks.device_options import DeviceProfile, device_profile
 from tasks.errors import DeviceError, ReplyTimeout
 from tasks.lifecycle import State
 from tasks.live_store import LiveStore, TransitionResult
 from tasks.queues import SERVER_QUEUE
 from worker_host.exchange import DeviceExchange
-from worker_host.transport import SerialTransport
+from worker_host.port_address import PortAddress
+from worker_host.transport import SerialTransport, Transport
 
 log = logging.getLogger("hwq.device")
 
@@ -44,7 +46,7 @@ RECORD_RETRY_MAX_S = 1.0
 # ledger after Redis lost its data is checked against them before it is sent.
 MAX_REMEMBERED_SENT = 10_000
 # Settings whose change means the port must be opened anew.
-_PORT_SETTINGS = ("address", "baudrate")
+_PORT_SETTINGS = ("transport", "address", "baudrate")
 # A late reply is kept as an event whose detail holds at most this much of it.
 LATE_REPLY_DETAIL_CHARS = 1000
 
@@ -73,12 +75,16 @@ class DeviceRuntime:
         device: str,
         node_name: str,
         overrides: dict[str, Any] | None = None,
+        transport_for: Callable[[dict[str, Any]], Transport] | None = None,
     ) -> None:
+        """`transport_for`: how to reach the device its settings describe (default: the serial
+        port its address names)."""
         self.live = live
         self.celery = celery
         self.device = device
         self.node_name = node_name
         self.overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+        self._transport_for = transport_for or serial_transport
         self._exchange: DeviceExchange | None = None
         self._port_settings: tuple[Any, ...] | None = None
         self._config: dict[str, Any] | None = None
@@ -106,7 +112,7 @@ class DeviceRuntime:
         if self._exchange is None or settings != self._port_settings:
             if self._exchange is not None:
                 self._exchange.transport.close()
-            transport = SerialTransport(str(config["address"]), int(config.get("baudrate") or 0))
+            transport = self._transport_for(config)
             exchange = DeviceExchange(
                 transport, self._noise, device=self.device, on_late_reply=self._late_reply
             )
@@ -269,7 +275,7 @@ class DeviceRuntime:
         while len(self._sent) > MAX_REMEMBERED_SENT:
             self._sent.popitem(last=False)
 
-    def _sent_before(self, command_id: str, values: dict[str, Any]) -> bool:
+    def _sent_before(self, command_id: str, values: CommandValues) -> bool:
         """A command restored after Redis lost its data that this worker already sent.
 
         The ledger trailed Redis when it was lost, so it still showed the command queued.
@@ -298,7 +304,7 @@ class DeviceRuntime:
         targets: tuple[State, ...],
         *,
         detail: str,
-        fields: dict[str, Any],
+        fields: CommandChanges,
         context: dict[str, str],
     ) -> bool:
         """Record a command's outcome, trying again while Redis is away, until its lease ends;
@@ -333,7 +339,7 @@ class DeviceRuntime:
     def _record_reply(
         self,
         command_id: str,
-        values: dict[str, Any],
+        values: CommandValues,
         response: dict[str, Any],
         context: dict[str, str],
     ) -> Outcome | None:
@@ -361,3 +367,12 @@ class DeviceRuntime:
         """Close the port."""
         if self._exchange is not None:
             self._exchange.transport.close()
+
+
+def serial_transport(config: dict[str, Any]) -> Transport:
+    """The serial port a device's settings name, at its baud rate."""
+    try:
+        address = PortAddress.parse(str(config["address"]))
+    except ValueError as e:
+        raise DeviceError(f"device {config.get('name')} has a bad address: {e}") from None
+    return SerialTransport(address, int(config.get("baudrate") or 0))

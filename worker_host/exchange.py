@@ -1,4 +1,4 @@
-"""One request and its reply on a serial transport, for each command kind a device speaks."""
+"""One request and its reply on a transport, for each command kind a device speaks."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from worker_host.codecs import (
     encode_request,
 )
 from worker_host.port_state import DirtyPort, LateReplySink, NoiseSink, drain_until_clean
-from worker_host.transport import SerialTransport
+from worker_host.transport import Transport
 
 # Sequence numbers are one byte on the wire.
 _SEQ_MODULO = 256
@@ -163,7 +163,7 @@ class DeviceExchange:
 
     def __init__(
         self,
-        transport: SerialTransport,
+        transport: Transport,
         on_noise: NoiseSink,
         profile: DeviceProfile | None = None,
         device: str | None = None,

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from tasks.device_options import DeviceProfile
 from tasks.errors import PortNotClean
-from worker_host.transport import SerialTransport
+from worker_host.transport import Transport
 
 log = logging.getLogger("hwq.device")
 
@@ -63,7 +63,7 @@ class DirtyPort:
 
 
 def drain_until_clean(
-    transport: SerialTransport,
+    transport: Transport,
     dirty: DirtyPort,
     profile: DeviceProfile,
     device: str,

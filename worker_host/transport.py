@@ -1,14 +1,22 @@
-"""A serial port reached through any pyserial URL, opened lazily and kept open."""
+"""How hwq talks to a device: bytes in and out through a `Transport`, of which a serial port
+reached through any pyserial URL is one.
+
+The exchange (what is said, `exchange.py` and `codecs.py`) and the port's hygiene
+(`port_state.py`) use only the `Transport` interface, so a device reached another way (an
+HTTP-polling device, a program sandbox, an in-memory device in tests) plugs in beside the
+serial one. What the device's address names is `port_address.py`'s concern.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import time
-from typing import NoReturn
+from typing import NoReturn, Protocol
 
 import serial
 
 from tasks.errors import DeviceError
+from worker_host.port_address import PortAddress
 
 DEFAULT_BAUDRATE = 115200
 # Longest single blocking read. Changing a port's timeout reconfigures it (a termios call,
@@ -17,11 +25,47 @@ DEFAULT_BAUDRATE = 115200
 READ_SLICE_S = 0.1
 
 
+class Transport(Protocol):
+    """Bytes in and out of one device, opened lazily and kept open.
+
+    A failure raises DeviceError and leaves the transport closed, so the next use reopens it.
+    """
+
+    # Where the device is, as messages name it.
+    url: str
+
+    @property
+    def is_open(self) -> bool:
+        """True while the connection is open."""
+        ...
+
+    def open(self) -> None:
+        """Open the connection if it is not open yet; DeviceError if that fails."""
+        ...
+
+    def close(self) -> None:
+        """Close the connection; closing a closed or broken one is not an error."""
+        ...
+
+    def write(self, data: bytes) -> None:
+        """Send all of data."""
+        ...
+
+    def read_some(self, timeout: float) -> bytes:
+        """Wait up to timeout seconds for at least one byte; return what is there, b"" if none."""
+        ...
+
+    def drain(self) -> bytes:
+        """Return the bytes already received, without blocking."""
+        ...
+
+
 class SerialTransport:
     """Bytes in and out of one serial port; a failure closes it so the next use reopens it."""
 
-    def __init__(self, url: str, baudrate: int = DEFAULT_BAUDRATE) -> None:
-        self.url = url
+    def __init__(self, address: str | PortAddress, baudrate: int = DEFAULT_BAUDRATE) -> None:
+        self.address = PortAddress.parse(address) if isinstance(address, str) else address
+        self.url = str(self.address)
         self.baudrate = baudrate
         self._port: serial.SerialBase | None = None
 
@@ -35,9 +79,11 @@ class SerialTransport:
         if self.is_open:
             return
         try:
+            # Looked up on every open: a USB adapter plugged back in may have another path.
+            url = self.address.serial_url()
             # exclusive: two processes reading one port would each get half of every reply.
             self._port = serial.serial_for_url(
-                self.url, baudrate=self.baudrate, timeout=READ_SLICE_S, exclusive=True
+                url, baudrate=self.baudrate, timeout=READ_SLICE_S, exclusive=True
             )
         except (serial.SerialException, OSError, ValueError) as e:
             self._port = None

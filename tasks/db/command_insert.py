@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
+from tasks.command_values import CommandValues
 from tasks.db.ledger import INSERT_COMMAND, command_row
 from tasks.db.models import CommandRow
 from tasks.db.write_lock import writer_turn
@@ -54,7 +55,7 @@ class CommandInsert:
             },
         )
 
-    def insert(self, values: dict[str, Any]) -> None:
+    def insert(self, values: CommandValues) -> None:
         """Insert the row of a command just accepted and commit it."""
         row = command_row(values)
         # Made on first use, when the row's columns are known; threads racing here make the

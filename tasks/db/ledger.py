@@ -24,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from tasks.command_record import parse_iso
+from tasks.command_values import CommandValues
 from tasks.db.models import CommandEventRow, CommandRow
 from tasks.errors import ValidationFailed
 
@@ -46,6 +47,10 @@ _RECORDED_FIELDS = (
 def _iso(value: datetime | None) -> str | None:
     if value is None:
         return None
+    return _iso_utc(value)
+
+
+def _iso_utc(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -55,13 +60,13 @@ INSERT_COMMAND = insert(CommandRow)
 _DELETE_COMMAND = delete(CommandRow).where(CommandRow.id == bindparam("command_id"))
 
 
-def insert_command(connection: Connection, values: dict[str, Any]) -> None:
+def insert_command(connection: Connection, values: CommandValues) -> None:
     """Add an accepted command's row; the caller commits before publishing."""
     # A Core insert: the ORM's unit of work costs more than the row on this hot path.
     connection.execute(INSERT_COMMAND, command_row(values))
 
 
-def command_row(values: dict[str, Any]) -> dict[str, Any]:
+def command_row(values: CommandValues) -> dict[str, Any]:
     """The ledger row of a command just accepted, by column."""
     return {
         "id": values["id"],
@@ -90,9 +95,9 @@ def delete_command(connection: Connection, command_id: str) -> None:
     connection.execute(_DELETE_COMMAND, {"command_id": command_id})
 
 
-def command_view(row: CommandRow) -> dict[str, Any]:
+def command_view(row: CommandRow) -> CommandValues:
     """A ledger row as the internal command values (same shape as the live store's)."""
-    values: dict[str, Any] = {
+    return {
         "id": row.id,
         "device": row.device,
         "user": row.user,
@@ -107,10 +112,11 @@ def command_view(row: CommandRow) -> dict[str, Any]:
         "timeout_s": row.timeout_s,
         "expires_s": row.expires_s,
         "idempotent": row.idempotent,
+        "created_at": _iso_utc(row.created_at),
+        "dispatched_at": _iso(row.dispatched_at),
+        "responded_at": _iso(row.responded_at),
+        "finished_at": _iso(row.finished_at),
     }
-    for name in _TIME_FIELDS:
-        values[name] = _iso(getattr(row, name))
-    return values
 
 
 def get_command(session: Session, command_id: str) -> CommandRow | None:
