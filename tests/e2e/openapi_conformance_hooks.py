@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import threading
 from typing import Any
 
 import schemathesis
@@ -12,6 +14,22 @@ import schemathesis
 SHORT_WAIT_S = 2.0
 # The document's bound on `wait`: values beyond it must still be sent, to see them refused.
 MAX_WAIT_S = 60.0
+
+
+# CPython 3.11 keeps the AST constructor's recursion depth per interpreter, not per thread:
+# two threads parsing at once can fail with "SystemError: AST constructor recursion depth
+# mismatch" (python/cpython#106905). Schemathesis's two workers both parse source code
+# (hypothesis describes a filter by its lambda's source), so they take turns.
+_parse = ast.parse
+_parsing = threading.Lock()
+
+
+def _parse_in_turn(*args: Any, **kwargs: Any) -> ast.AST:
+    with _parsing:
+        return _parse(*args, **kwargs)
+
+
+ast.parse = _parse_in_turn  # type: ignore[assignment]
 
 
 @schemathesis.hook
