@@ -4,16 +4,17 @@
 #
 # Stage 1 builds wheels for hwq and all its dependencies; stage 2 installs only those, so the
 # runtime image carries neither the sources nor a build cache. Only the package folders are
-# copied in, never .venv/ or var/ (which may hold a local database and tokens).
+# copied in, never .venv/ or var/ (which may hold a local database and tokens). Every
+# dependency is built at the version constraints.txt pins, the one the tests ran with.
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README* LICENSE* ./
+COPY pyproject.toml constraints.txt README* LICENSE* ./
 COPY config ./config
 COPY tasks ./tasks
 COPY api ./api
 COPY worker_host ./worker_host
-RUN pip wheel --wheel-dir /wheels ".[postgres]"
+RUN pip wheel --wheel-dir /wheels --constraint constraints.txt ".[postgres]"
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \

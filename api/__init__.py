@@ -25,7 +25,7 @@ def create_app(
     `test_config` may hold `HWQ_SETTINGS` (a Settings) to use instead of the environment's;
     without `service`, the app builds its own HwqService from the settings.
     """
-    # The API serves no files; the docs page is one generated response.
+    # No static folder: the docs page serves its few files itself (api/docs.py).
     app = Flask(__name__, static_folder=None)
     # Keep the field order the service chose; sorted keys read worse and gain nothing.
     app.json.sort_keys = False  # type: ignore[attr-defined]

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from flask import Flask
 from pydantic import BaseModel
+from werkzeug.routing import parse_converter_args
 
 from api.auth import ROLE_ATTRIBUTE
 from api.problems import PROBLEM_MIME
@@ -187,6 +188,9 @@ def _path_parameters(rule: str) -> tuple[str, list[dict[str, Any]]]:
             schema["pattern"] = DEVICE_NAME_PATTERN.pattern
         elif match["converter"] == "int":
             schema = {"type": "integer", "minimum": 0}
+        elif (match["converter"] or "").startswith("any("):
+            # <any('a', 'b'):name> matches those values only.
+            schema["enum"] = list(parse_converter_args(match["converter"][4:-1])[0])
         parameters.append({"name": match["name"], "in": "path", "required": True, "schema": schema})
     return _PATH_ARG.sub(r"{\g<name>}", rule), parameters
 
