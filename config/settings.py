@@ -62,7 +62,7 @@ class Settings:
     analysis_timeout_s: float = DEFAULT_ANALYSIS_TIMEOUT_S
     log_level: str = "INFO"
     log_json: bool = False
-    # Each process keeps its threads on one CPU (worker_host/cpu_placement.py).
+    # Each process keeps its threads on one CPU (hwq/cpu_placement.py).
     pin_cpu: bool = True
 
     @property

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from bench.local_stack import Stack, running_stack
 from config import Settings
-from worker_host.embedded_redis import EmbeddedRedis
-from worker_host.local_stack import Stack, running_stack
+from hwq.embedded_redis import EmbeddedRedis
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # The PostgreSQL server the database tests use; each run makes and drops its own database.

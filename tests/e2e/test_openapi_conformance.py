@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from worker_host.local_stack import Stack, running_stack
+from bench.local_stack import Stack, running_stack
 
 # Test cases per operation and phase: enough to walk every documented field and its bounds,
 # few enough that the run takes a minute or two on a busy two-core machine.

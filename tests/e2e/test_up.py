@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from worker_host.embedded_redis import free_port
-from worker_host.local_stack import http
+from bench.local_stack import http
+from hwq.embedded_redis import free_port
 
 HOSTNAME = "uphost"
 
@@ -35,7 +35,7 @@ class Up:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HWQ_")}
         env["HWQ_HOSTNAME"] = HOSTNAME
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "worker_host.cli", "up", "--sim", "2", "--home",
+            [sys.executable, "-m", "hwq.cli", "up", "--sim", "2", "--home",
              str(self.home), "--port", str(self.api_port), "--flower-port",
              str(self.flower_port)],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -117,7 +117,7 @@ def test_up_serves_two_instruments_flower_and_keeps_history(up: Up) -> None:
     assert second["response"]["text"] == "from sim1"
 
     cli = subprocess.run(
-        [sys.executable, "-m", "worker_host.cli", "run", "sim0", "*IDN?"],
+        [sys.executable, "-m", "hwq.cli", "run", "sim0", "*IDN?"],
         env={**os.environ, "HWQ_URL": f"http://127.0.0.1:{up.api_port}", "HWQ_TOKEN": up.token},
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip

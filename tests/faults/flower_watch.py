@@ -11,8 +11,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from worker_host.embedded_redis import free_port
-from worker_host.local_stack import Stack
+from bench.local_stack import Stack
+from hwq.embedded_redis import free_port
 
 # Flower records only the events it sees; a command is shown within this long of its end.
 SHOWN_WITHIN_S = 30.0

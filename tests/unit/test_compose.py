@@ -108,7 +108,7 @@ def test_command_starts_with_an_hwq_subcommand(name: str) -> None:
 def test_command_and_its_flags_exist_in_the_cli(name: str, tmp_path: Path) -> None:
     command = _command(name)
     result = subprocess.run(
-        [sys.executable, "-m", "worker_host.cli", *command, "--help"],
+        [sys.executable, "-m", "hwq.cli", *command, "--help"],
         cwd=REPO_ROOT,
         env=_cli_environment(tmp_path),
         capture_output=True,
@@ -133,9 +133,9 @@ def test_command_line_parses_with_the_cli(name: str) -> None:
     """Parse the whole command line with the real click group, without running it: this catches
     what --help cannot (a value of the wrong type, a choice that does not exist, a missing
     argument)."""
-    main = importlib.import_module("worker_host.cli").main
+    main = importlib.import_module("hwq.cli").main
     command = _command(name)
-    assert isinstance(main, click.Group), "worker_host.cli.main must be a click group"
+    assert isinstance(main, click.Group), "hwq.cli.main must be a click group"
     group_context = main.make_context("hwq", [], resilient_parsing=True)
     subcommand = main.get_command(group_context, command[0])
     assert subcommand is not None, f"{name}: hwq has no subcommand {command[0]!r}"

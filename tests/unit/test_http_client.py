@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from hwq.http_client import ApiClient, ApiError
 from tasks.errors import ConfigError, HwqError
-from worker_host.http_client import ApiClient, ApiError
 
 from canned_http_server import CannedHttpServer
 

@@ -90,7 +90,7 @@ class Supervisor:
 
     def start(self, name: str, args: list[str], env: dict[str, str]) -> Child:
         """Start `hwq ARGS…` as a child named `name`."""
-        argv = [sys.executable, "-m", "worker_host.cli", *args]
+        argv = [sys.executable, "-m", "hwq.cli", *args]
         child = Child(name, argv, env, self.log_dir / f"{name}.log")
         child.start()
         self.children.append(child)

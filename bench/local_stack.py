@@ -22,7 +22,7 @@ from http.client import HTTPConnection, RemoteDisconnected
 from pathlib import Path
 from typing import Any
 
-from worker_host.embedded_redis import free_port
+from hwq.embedded_redis import free_port
 
 # Starting a Celery worker takes a few seconds on a busy two-core machine.
 START_TIMEOUT_S = 60.0
@@ -175,7 +175,7 @@ class Stack:
     def hwq(self, *args: str, check: bool = True) -> str:
         """Run a short `hwq` command and return what it printed."""
         result = subprocess.run(
-            [sys.executable, "-m", "worker_host.cli", *args],
+            [sys.executable, "-m", "hwq.cli", *args],
             env=self.env(),
             capture_output=True,
             text=True,
@@ -191,7 +191,7 @@ class Stack:
         log_dir.mkdir(parents=True, exist_ok=True)
         with (log_dir / f"{name}.log").open("ab") as output:
             self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", "worker_host.cli", *args],
+                [sys.executable, "-m", "hwq.cli", *args],
                 env=self.env(with_database),
                 stdout=output,
                 stderr=subprocess.STDOUT,
@@ -367,7 +367,7 @@ def hwq_up(home: Path, env: dict[str, str], *args: str) -> Iterator[UpRun]:
     """`hwq up --home HOME ARGS…` until its banner is printed; Ctrl-C'd when the block ends."""
     api_port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "worker_host.cli", "up", "--home", str(home),
+        [sys.executable, "-m", "hwq.cli", "up", "--home", str(home),
          "--port", str(api_port), "--flower-port", str(free_port()), *args],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip

@@ -10,8 +10,8 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
+from hwq.running_system import client_target
 from tasks.errors import ConfigError, HwqError
-from worker_host.running_system import client_target
 
 API_PREFIX = "/api/v1"
 # Seconds a request may take beyond any long-poll it asks the server to hold.
