@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from tasks.errors import ConfigError
+from config.errors import ConfigError
 
 # Where hwq keeps its SQLite file, tokens, logs and simulator links when nothing says otherwise.
 DEFAULT_HOME = "./var"
