@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from bench.local_stack import Reply, Stack, http, running_stack
+from bench.harness_http import Reply, http
+from bench.local_stack import Stack, running_stack
 from hwq.embedded_redis import free_port
 
 QUEUE_CAP = 3

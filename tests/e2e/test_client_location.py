@@ -11,7 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.local_stack import http, hwq_up
+from bench.harness_http import http
+from bench.local_stack import hwq_up
 
 
 def hwq(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 import redis
 
-from bench.local_stack import Reply, Stack, http
+from bench.harness_http import Reply, http
+from bench.local_stack import Stack
 from tasks.json_bounds import MAX_JSON_BYTES, MAX_JSON_DEPTH, UNREADABLE_VALUE
 
 NOT_FOUND_TYPE = "https://hwq.dev/problems/not-found"

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from bench.local_stack import Stack, http
+from bench.harness_http import http
+from bench.local_stack import Stack
 from hwq.embedded_redis import free_port
 from tasks.auth import hash_token
 
