@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tasks.command_record import from_redis_fields
+from tasks.redis_replies import Fields, text_fields
 
 # The longest single block when the connection has no socket timeout at all.
 LONGEST_BLOCK_S = 5.0
@@ -29,11 +30,11 @@ def longest_block_s(client: Any) -> float:
     return min(LONGEST_BLOCK_S, float(socket_timeout) * BLOCK_SHARE_OF_SOCKET_TIMEOUT)
 
 
-def decode_hash(raw: dict[bytes, bytes]) -> dict[str, Any] | None:
+def decode_hash(raw: Fields) -> dict[str, Any] | None:
     """A command hash as its values, or None for an empty (absent) one."""
     if not raw:
         return None
-    return from_redis_fields({k.decode(): v.decode() for k, v in raw.items()})
+    return from_redis_fields(text_fields(raw))
 
 
 class CommandWait:

@@ -21,6 +21,7 @@ from tasks.idle_priority import yield_to_everything_else
 from tasks.lifecycle import TERMINAL
 from tasks.live_store import LiveStore
 from tasks.recently_accepted import RECENT_S
+from tasks.redis_replies import Fields, entries_of_one_stream, text_fields
 
 log = logging.getLogger("hwq.recorder")
 
@@ -79,12 +80,12 @@ class Recorder:
         key = self.live.transitions_key
         # Entries this consumer read but did not acknowledge before a crash come first.
         replies = self.live.redis.xreadgroup(GROUP, self.consumer, {key: "0"}, count=BATCH)
-        entries = replies[0][1] if replies else []
+        entries = entries_of_one_stream(replies)
         if not entries:
             replies = self.live.redis.xreadgroup(
                 GROUP, self.consumer, {key: ">"}, count=BATCH, block=block_ms
             )
-            entries = replies[0][1] if replies else []
+            entries = entries_of_one_stream(replies)
         if not entries:
             return 0
         if len(entries) < BATCH and block_ms:
@@ -92,7 +93,7 @@ class Recorder:
             # moment turns many small SQL transactions into one.
             time.sleep(GATHER_S)
             more = self.live.redis.xreadgroup(GROUP, self.consumer, {key: ">"}, count=BATCH)
-            entries += more[0][1] if more else []
+            entries += entries_of_one_stream(more)
         decoded = [_decode(fields) for _, fields in entries]
         if self._writer is None:
             self._write(decoded)
@@ -158,8 +159,8 @@ class Recorder:
                 self._writer = None
 
 
-def _decode(fields: dict[bytes, bytes]) -> dict[str, Any]:
-    raw = {k.decode(): v.decode() for k, v in fields.items()}
+def _decode(fields: Fields) -> dict[str, Any]:
+    raw = text_fields(fields)
     values = from_redis_fields(raw)
     values["seq"] = int(raw["seq"])
     return values
