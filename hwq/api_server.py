@@ -2,8 +2,8 @@
 
 The front door (api/front.py) holds long-polls on asyncio and reads bodies itself, bounded in
 size and time; only a whole, allowed request gets one of the Flask app's threads. Granian
-parses and writes HTTP outside the interpreter: a request costs the API process about a third
-of a millisecond less than under a pure-Python server (bench/README.md).
+parses and writes HTTP outside the interpreter, so a request costs the API process less than
+under a pure-Python server (bench/README.md).
 """
 
 from __future__ import annotations

@@ -265,11 +265,6 @@ class LiveStore:
         """
         return self._run("claim", command_id, **self._claim_options(worker, device))
 
-    def claim_args(self, command_id: str, worker: str, device: str | None = None) -> list[Any]:
-        """The script arguments of `claim`, for a caller that sends it on a connection of its
-        own (`EVALSHA script_sha 0 *args`) and reads the reply with `transition_result`."""
-        return self._transition_args("claim", command_id, **self._claim_options(worker, device))
-
     def _claim_options(self, worker: str, device: str | None) -> dict[str, Any]:
         return {
             "detail": f"claimed by {worker}",

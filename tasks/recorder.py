@@ -30,8 +30,8 @@ GROUP = "recorder"
 BATCH = 200
 # How long the recorder waits for more transitions after the first one of a batch arrives.
 # Longer gathers make fewer commits, but each holds SQLite's single writer lock longer, and
-# a submission arriving meanwhile waits that long: at 0.05 s a batch held it ~1.6 ms and
-# was the tail of POST latency; at 0.02 s the p99 of a round trip is ~0.8 ms lower.
+# a submission arriving meanwhile waits that long, and those waits make the tail of POST
+# latency (bench/README.md gives the figures for this value and a longer one).
 GATHER_S = 0.02
 # How long a finished command's live state stays in Redis once it is in the ledger: long
 # enough that a client who just submitted it can still wait on its wake stream.

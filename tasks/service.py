@@ -71,7 +71,7 @@ UNCAPPED = 1 << 30
 
 @functools.cache
 def _version() -> str:
-    # Read from the installed metadata once: that scan was half of a health check (0.35 ms).
+    # Read from the installed metadata once: scanning it was half of what a health check cost.
     try:
         return version("hwq")
     except PackageNotFoundError:
