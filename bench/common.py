@@ -88,7 +88,7 @@ class BareCelery:
     app: Celery
     pids: list[int]
 
-    def echo(self, text: str) -> AsyncResult:
+    def echo(self, text: str) -> AsyncResult[Any]:
         """Send one echo task."""
         return self.app.send_task(ECHO_TASK, args=[text])
 
