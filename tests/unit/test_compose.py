@@ -10,6 +10,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -222,3 +223,12 @@ def test_dockerfile_runs_hwq_as_a_non_root_user() -> None:
     users = re.findall(r"^USER\s+(\S+)", dockerfile, re.MULTILINE)
     assert users and users[-1] not in ("root", "0"), users
     assert re.search(r'^ENTRYPOINT \["hwq"\]$', dockerfile, re.MULTILINE)
+
+
+def test_the_image_build_copies_every_package_the_wheel_ships() -> None:
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text(encoding="utf-8")
+    with (REPO_ROOT / "pyproject.toml").open("rb") as pyproject:
+        include = tomllib.load(pyproject)["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = {pattern.rstrip("*") for pattern in include}
+    copied = set(re.findall(r"^COPY (\w+) \./\1$", dockerfile, re.MULTILINE))
+    assert packages <= copied, f"the Dockerfile does not copy {sorted(packages - copied)}"
