@@ -14,6 +14,7 @@ COPY config ./config
 COPY tasks ./tasks
 COPY api ./api
 COPY worker_host ./worker_host
+COPY hwq ./hwq
 RUN pip wheel --wheel-dir /wheels --constraint constraints.txt ".[postgres]"
 
 FROM python:3.11-slim

@@ -13,7 +13,7 @@ VPY := $(VENV)/bin/python
 HOME_DIR := var
 
 # Folders ruff checks; ones that do not exist yet are left out instead of failing the run.
-LINT_PATHS := $(wildcard api tasks worker_host config tests bench)
+LINT_PATHS := $(wildcard api tasks worker_host config hwq tests bench)
 
 .DEFAULT_GOAL := test
 .PHONY: run test lint bench lock clean

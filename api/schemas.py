@@ -99,11 +99,6 @@ _FREE_JSON_LIMITS = f"at most {MAX_JSON_DEPTH} levels deep and {MAX_JSON_BYTES} 
 FreeJson = Annotated[
     Any, AfterValidator(_bounded_json), Field(description=f"Any JSON value, {_FREE_JSON_LIMITS}")
 ]
-FreeObject = Annotated[
-    dict[str, Any],
-    AfterValidator(_bounded_json),
-    Field(description=f"A JSON object, {_FREE_JSON_LIMITS}"),
-]
 DeviceOptions = Annotated[
     dict[str, Any],
     AfterValidator(_bounded_json),

@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from bench.common import bench_redis, check, hwq_stack, print_table, script_main
-from worker_host.local_stack import Stack
+from bench.local_stack import Stack
 
 # Connections open at once from the load generator.
 DEFAULT_CONCURRENCY = 16

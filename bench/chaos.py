@@ -36,9 +36,9 @@ from bench.chaos_verdict import (
     read_received,
     wait_until,
 )
+from bench.local_stack import Stack, running_stack
 from config import load_settings
 from tasks.lifecycle import TERMINAL
-from worker_host.local_stack import Stack, running_stack
 
 KEY_PREFIX = "chaos"
 # The report's file in the run's folder.

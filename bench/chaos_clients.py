@@ -6,14 +6,15 @@ Every payload is unique, so the simulators' logs witness each command reaching a
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.client import HTTPConnection, HTTPException
+from http.client import HTTPException
 from typing import Any
+
+from bench.harness_http import http
 
 # Shares of the mix. Sleeps are long enough to overrun their timeout about half the time.
 SLEEP_SHARE = 0.05
@@ -176,20 +177,12 @@ class Submitter:
         self, method: str, path: str, body: object, headers: dict[str, str]
     ) -> tuple[int | None, Any]:
         """One request on a fresh connection: status and JSON body, or (None, error)."""
-        data = None if body is None else json.dumps(body).encode()
-        all_headers = {"Authorization": f"Bearer {self.token}", **headers}
-        if data is not None:
-            all_headers["Content-Type"] = "application/json"
-        connection = HTTPConnection("127.0.0.1", self.port, timeout=REQUEST_TIMEOUT_S)
+        url = f"http://127.0.0.1:{self.port}{path}"
         try:
-            connection.request(method, path, body=data, headers=all_headers)
-            response = connection.getresponse()
-            payload = response.read()
+            reply = http(
+                method, url, token=self.token, body=body, headers=headers,
+                timeout=REQUEST_TIMEOUT_S,
+            )  # fmt: skip
         except (OSError, HTTPException) as e:
             return None, repr(e)
-        finally:
-            connection.close()
-        try:
-            return response.status, json.loads(payload) if payload else None
-        except ValueError:
-            return response.status, payload.decode(errors="replace")
+        return reply.status, reply.body

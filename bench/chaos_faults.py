@@ -19,8 +19,8 @@ from pathlib import Path
 
 import redis
 
-from worker_host.embedded_redis import EmbeddedRedis
-from worker_host.local_stack import Stack
+from bench.local_stack import Stack
+from hwq.embedded_redis import EmbeddedRedis
 
 # How long a restarted process gets to answer again before the run notes it did not.
 RESTART_TIMEOUT_S = 60.0

@@ -22,9 +22,9 @@ from celery import Celery
 from celery.result import AsyncResult
 
 from bench.bare_celery import ECHO_TASK, make_app
+from bench.local_stack import Stack, running_stack
+from hwq.embedded_redis import EmbeddedRedis
 from tasks.live_store import LiveStore
-from worker_host.embedded_redis import EmbeddedRedis
-from worker_host.local_stack import Stack, running_stack
 from worker_host.task_events import EVENT_BATCH_S
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -91,7 +91,7 @@ class BareCelery:
     app: Celery
     pids: list[int]
 
-    def echo(self, text: str) -> AsyncResult:
+    def echo(self, text: str) -> AsyncResult[Any]:
         """Send one echo task."""
         return self.app.send_task(ECHO_TASK, args=[text])
 

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from bench import common
+from bench.local_stack import Stack
 from bench.procfs import (
     CLOCK_TICKS_PER_S,
     MIB,
@@ -19,7 +20,6 @@ from bench.procfs import (
     redis_used_bytes,
     resident_bytes,
 )
-from worker_host.local_stack import Stack
 
 # Idle device workers watched, and for how long (QUICK_* for a smoke test).
 DEFAULT_IDLE_WORKERS = 50

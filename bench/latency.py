@@ -15,7 +15,7 @@ from typing import Any
 import serial
 
 from bench import common
-from worker_host.local_stack import Stack
+from bench.local_stack import Stack
 from worker_host.simulator import running_device
 
 DEFAULT_ROUNDS = 500

@@ -17,8 +17,8 @@ from typing import Any
 
 from bench import common
 from bench.latency import BLOCK, DEFAULT_ROUNDS, WARMUP_PER_TURN, hwq_round_trips
+from bench.local_stack import Stack
 from bench.procfs import MIB, redis_used_bytes, resident_bytes
-from worker_host.local_stack import Stack
 
 # Device workers on the machine in a full run, and in a smoke test.
 DEFAULT_DEVICES = 50

@@ -23,8 +23,8 @@ from urllib.parse import urlencode
 import redis
 
 from bench import common
+from bench.local_stack import Stack
 from bench.procfs import CLOCK_TICKS_PER_S, cpu_ticks, process_tree, redis_server_pid
-from worker_host.local_stack import Stack
 
 # Commands per device count in a full run, and in a smoke test.
 DEFAULT_COMMANDS = 2000

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from tasks.errors import ConfigError
+from config.errors import ConfigError
 
 # Where hwq keeps its SQLite file, tokens, logs and simulator links when nothing says otherwise.
 DEFAULT_HOME = "./var"
@@ -66,7 +66,7 @@ class Settings:
     sqlite_lock_timeout_s: float = DEFAULT_SQLITE_LOCK_TIMEOUT_S
     log_level: str = "INFO"
     log_json: bool = False
-    # Each process keeps its threads on one CPU (worker_host/cpu_placement.py). Off by default:
+    # Each process keeps its threads on one CPU (hwq/cpu_placement.py). Off by default:
     # under a CPU quota, or with several hwq installs on one machine, every central process
     # would share one core. A tuning knob for a machine that runs hwq alone.
     pin_cpu: bool = False

@@ -14,7 +14,6 @@ line on stdout; `python -m tasks.analysis_sandbox` is that child.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -27,6 +26,7 @@ import threading
 from typing import IO, Any
 
 from tasks.analysis import run_analyzer
+from tasks.parent_death import signal_on_parent_death
 
 log = logging.getLogger("hwq.analysis")
 
@@ -39,7 +39,6 @@ CHILD_NICENESS = 10
 # CPU seconds a child may spend beyond an analysis's time limit before the kernel stops it;
 # a backstop for a child whose worker vanished while the analysis ran.
 CPU_LIMIT_MARGIN_S = 2
-_PR_SET_PDEATHSIG = 1
 # How long a new child may take to start (its imports), apart from any analysis's limit.
 CHILD_START_TIMEOUT_S = 30.0
 # What a child writes once it is ready for requests.
@@ -175,9 +174,7 @@ class AnalyzerPool:
 def _end_with_worker() -> None:
     """SIGKILL this child when the worker that started it dies, however it dies (Linux)."""
     parent = os.getppid()
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
+    if not signal_on_parent_death(signal.SIGKILL):
         return  # elsewhere the CPU limit below still ends a runaway analysis
     if os.getppid() != parent:  # the worker died before the request took effect
         os._exit(1)
@@ -189,7 +186,7 @@ def _confine_child() -> None:
         os.nice(CHILD_NICENESS)
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_AS, (CHILD_MEMORY_BYTES, CHILD_MEMORY_BYTES))
-    # The worker keeps to one CPU (worker_host/cpu_placement.py); an analysis may use any.
+    # The worker keeps to one CPU (hwq/cpu_placement.py); an analysis may use any.
     with contextlib.suppress(OSError, AttributeError):
         os.sched_setaffinity(0, range(os.cpu_count() or 1))
 

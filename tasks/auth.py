@@ -21,10 +21,6 @@ class Principal:
     device: str | None = None
     token_id: int | None = None
 
-    def may(self, role: str) -> bool:
-        """Whether this principal ranks at least as high as `role`."""
-        return ROLE_RANK[self.role] >= ROLE_RANK[role]
-
 
 def new_token() -> str:
     """A fresh random bearer token, shown to its owner once."""

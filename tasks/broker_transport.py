@@ -66,7 +66,8 @@ def blocking_client_id(connection: Any) -> int | None:
 
     None from a Redis before 5.0, or under an ACL without CLIENT: a pop then runs its course.
     """
-    noted = getattr(connection, _CLIENT_ID, None)
+    # (the socket it was asked on, the id), as noted below.
+    noted: tuple[object, int | None] | None = getattr(connection, _CLIENT_ID, None)
     if connection._sock is not None and noted is not None and noted[0] is connection._sock:
         return noted[1]
     connection.send_command("CLIENT", "ID")  # connects first if it is not connected

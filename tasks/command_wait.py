@@ -14,6 +14,7 @@ from typing import Any
 
 from tasks.command_record import command_from_redis
 from tasks.command_values import CommandValues
+from tasks.redis_replies import Fields, text_fields
 
 # The longest single block when the connection has no socket timeout at all.
 LONGEST_BLOCK_S = 5.0
@@ -30,11 +31,11 @@ def longest_block_s(client: Any) -> float:
     return min(LONGEST_BLOCK_S, float(socket_timeout) * BLOCK_SHARE_OF_SOCKET_TIMEOUT)
 
 
-def decode_hash(raw: dict[bytes, bytes]) -> CommandValues | None:
+def decode_hash(raw: Fields) -> CommandValues | None:
     """A command hash as its values, or None for an empty (absent) one."""
     if not raw:
         return None
-    return command_from_redis({k.decode(): v.decode() for k, v in raw.items()})
+    return command_from_redis(text_fields(raw))
 
 
 class CommandWait:

@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-
-class HwqError(Exception):
-    """Root of every error hwq raises on purpose."""
-
-    status = 500
-    title = "Internal error"
-
-
-class ConfigError(HwqError):
-    """A setting has a bad value; the message names the variable."""
-
-    title = "Bad configuration"
+# The root and the settings error live in config, the one package below this one.
+from config.errors import ConfigError as ConfigError
+from config.errors import HwqError as HwqError
 
 
 class ValidationFailed(HwqError):

@@ -9,6 +9,7 @@ from importlib import resources
 from typing import Any
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from tasks.celery_app import broker_key_prefix
 from tasks.command_record import (
@@ -24,6 +25,7 @@ from tasks.errors import OutcomeUnknown
 from tasks.lifecycle import ALLOWED, TERMINAL, DeviceState, State, device_state
 from tasks.messages import execute_message
 from tasks.queues import device_queue
+from tasks.redis_replies import Fields, members, text, text_fields
 
 # A device worker refreshes its presence this often and it lapses after the TTL.
 PRESENCE_TTL_S = 30
@@ -275,11 +277,6 @@ class LiveStore:
         """
         return self._run("claim", command_id, **self._claim_options(worker, device))
 
-    def claim_args(self, command_id: str, worker: str, device: str | None = None) -> list[Any]:
-        """The script arguments of `claim`, for a caller that sends it on a connection of its
-        own (`EVALSHA script_sha 0 *args`) and reads the reply with `transition_result`."""
-        return self._transition_args("claim", command_id, **self._claim_options(worker, device))
-
     def _claim_options(self, worker: str, device: str | None) -> dict[str, Any]:
         changes: CommandChanges = {"claimed_by": worker}
         return {
@@ -304,12 +301,12 @@ class LiveStore:
     def state_of(self, command_id: str) -> str | None:
         """Just the state, for cheap re-checks."""
         value = self.redis.hget(self.command_key(command_id), "state")
-        return value.decode() if value else None
+        return text(value) if value else None
 
     def events(self, command_id: str) -> list[dict[str, Any]]:
         """The command's event log, oldest first."""
         entries = self.redis.xrange(self.log_key(command_id))
-        return [_event(fields) for _, fields in entries]
+        return [_event(fields) for _, fields in entries or [] if fields is not None]
 
     def wait(
         self, command_id: str, timeout_s: float, settled: Any, expect_wake: bool = False
@@ -374,7 +371,7 @@ class LiveStore:
         key = self.device_config_key(device)
         pipe = self.redis.pipeline()
         pipe.delete(key)
-        flat: dict[str | bytes, bytes | float | int | str] = {
+        flat: dict[FieldT, EncodableT] = {
             k: v for k, v in to_redis_fields(config).items() if k != "options"
         }
         flat["options"] = json.dumps(config.get("options") or {})
@@ -386,7 +383,7 @@ class LiveStore:
         raw = self.redis.hgetall(self.device_config_key(device))
         if not raw:
             return None
-        values = {k.decode(): v.decode() for k, v in raw.items()}
+        values = text_fields(raw)
         config: dict[str, Any] = dict(values)
         config["baudrate"] = int(values.get("baudrate") or 115200)
         config["options"] = json.loads(values.get("options") or "{}")
@@ -431,11 +428,11 @@ class LiveStore:
             seconds, micros = self.redis.time()
             now = seconds + micros / 1_000_000
         ids = self.redis.zrangebyscore(f"{self.prefix}:{which}", "-inf", now, start=0, num=500)
-        return [i.decode() for i in ids]
+        return members(ids)
 
     def queued_ids(self, device: str) -> list[str]:
         """A device's queued command ids, oldest first."""
-        return [i.decode() for i in self.redis.zrange(self.device_set_key(device, "queued"), 0, -1)]
+        return members(self.redis.zrange(self.device_set_key(device, "queued"), 0, -1))
 
 
 def _send_and_read(connection: Any, command: tuple[Any, ...], reply_timeout_s: float) -> Any:
@@ -451,8 +448,8 @@ def _send_and_read(connection: Any, command: tuple[Any, ...], reply_timeout_s: f
         raise OutcomeUnknown(f"Redis's answer was lost: {e}") from e
 
 
-def _event(fields: dict[bytes, bytes]) -> dict[str, Any]:
-    values = {k.decode(): v.decode() for k, v in fields.items()}
+def _event(fields: Fields) -> dict[str, Any]:
+    values = text_fields(fields)
     return {"state": values["state"], "at": values["at"], "detail": values.get("detail") or None}
 
 

@@ -22,6 +22,7 @@ from tasks.db.write_lock import write_session
 from tasks.errors import WriterBusy
 from tasks.lifecycle import MAX_ATTEMPTS, TERMINAL, State
 from tasks.live_store import LiveStore
+from tasks.redis_replies import stream_millis
 
 log = logging.getLogger("hwq.reaper")
 
@@ -162,7 +163,7 @@ class Reaper:
         for key in self.live.redis.scan_iter(match=pattern, count=500):
             device = key.decode()[len(self.live.prefix) + 5 : -len(":queued")]
             oldest = self.live.redis.zrange(key, 0, 0, withscores=True)
-            if not oldest or now - oldest[0][1] < self.orphan_age_s:
+            if not oldest or now - float(oldest[0][1]) < self.orphan_age_s:
                 continue
             _, inflight, _ = self.live.device_counts(device)
             if inflight or self.live.redis.llen(self.live.broker_queue_key(device)):
@@ -242,9 +243,9 @@ class Reaper:
     def _recorded_through(self, now: float) -> float:
         """The Redis time before which every transition is in the ledger."""
         oldest = self.live.redis.xrange(self.live.transitions_key, count=1)
-        if not oldest:
+        if not oldest or oldest[0][0] is None:
             return now
-        return int(oldest[0][0].split(b"-")[0]) / 1000
+        return stream_millis(oldest[0][0]) / 1000
 
     def _settle_from_ledger(self, session: Session, row: Any, ledger_complete: bool) -> None:
         """One unfinished row whose live state is gone: back into Redis, or ended."""

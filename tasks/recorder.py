@@ -22,6 +22,7 @@ from tasks.idle_priority import yield_to_everything_else
 from tasks.lifecycle import TERMINAL
 from tasks.live_store import LiveStore
 from tasks.recently_accepted import RECENT_S
+from tasks.redis_replies import Fields, entries_of_one_stream, text_fields
 
 log = logging.getLogger("hwq.recorder")
 
@@ -33,8 +34,8 @@ BATCH = 200
 CATCH_UP_BATCH = 5 * BATCH
 # How long the recorder waits for more transitions after the first one of a batch arrives.
 # Longer gathers make fewer commits, but each holds SQLite's single writer lock longer, and
-# a submission arriving meanwhile waits that long: at 0.05 s a batch held it ~1.6 ms and
-# was the tail of POST latency; at 0.02 s the p99 of a round trip is ~0.8 ms lower.
+# a submission arriving meanwhile waits that long, and those waits make the tail of POST
+# latency (bench/README.md gives the figures for this value and a longer one).
 GATHER_S = 0.02
 # How long a finished command's live state stays in Redis once it is in the ledger: long
 # enough that a client who just submitted it can still wait on its wake stream.
@@ -87,12 +88,12 @@ class Recorder:
         batch = CATCH_UP_BATCH if on_writer else BATCH
         # Entries this consumer read but did not acknowledge before a crash come first.
         replies = self.live.redis.xreadgroup(GROUP, self.consumer, {key: "0"}, count=batch)
-        entries = replies[0][1] if replies else []
+        entries = entries_of_one_stream(replies)
         if not entries:
             replies = self.live.redis.xreadgroup(
                 GROUP, self.consumer, {key: ">"}, count=batch, block=block_ms
             )
-            entries = replies[0][1] if replies else []
+            entries = entries_of_one_stream(replies)
         if not entries:
             return 0
         if len(entries) < batch and block_ms:
@@ -102,7 +103,7 @@ class Recorder:
             more = self.live.redis.xreadgroup(
                 GROUP, self.consumer, {key: ">"}, count=batch - len(entries)
             )
-            entries += more[0][1] if more else []
+            entries += entries_of_one_stream(more)
         decoded = [_decode(fields) for _, fields in entries]
         if self._writer is None or on_writer:
             self._write(decoded)
@@ -175,8 +176,8 @@ class Recorder:
                 self._writer = None
 
 
-def _decode(fields: dict[bytes, bytes]) -> dict[str, Any]:
-    raw = {k.decode(): v.decode() for k, v in fields.items()}
+def _decode(fields: Fields) -> dict[str, Any]:
+    raw = text_fields(fields)
     values = from_redis_fields(raw)
     values["seq"] = int(raw["seq"])
     return values

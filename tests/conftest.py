@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from bench.local_stack import Stack, running_stack
 from config import Settings
-from worker_host.embedded_redis import EmbeddedRedis
-from worker_host.local_stack import Stack, running_stack
+from hwq.embedded_redis import EmbeddedRedis
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # The PostgreSQL server the database tests use; each run makes and drops its own database.
@@ -26,12 +26,16 @@ _FOLDER_MARKS = {"e2e": ("e2e",), "faults": ("faults", "e2e")}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark each test by its tier folder: e2e/ and faults/ run real hwq processes."""
+    """Mark each test by its tier folder (e2e/ and faults/ run real hwq processes), and mark
+    `postgres` the ones that run on PostgreSQL, so `-m "not postgres"` leaves them out."""
     for item in items:
         parts = item.path.parts
         tier = parts[parts.index("tests") + 1] if "tests" in parts else ""
         for mark in _FOLDER_MARKS.get(tier, ()):
             item.add_marker(getattr(pytest.mark, mark))
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("database_url") == "postgresql":
+            item.add_marker(pytest.mark.postgres)
 
 
 def unavailable(reason: str) -> None:

@@ -4,10 +4,9 @@ The device worker is a Celery worker: its event loop carries the worker's name, 
 Flower and remote control. The device's commands do not go through that loop. Taking each
 message through Celery's consumer (the loop's poll, the request, the hand-off to the pool
 thread and back, the task events flushed on the loop) cost a device worker more CPU per
-command than the command itself: at 16 busy devices, 1.7–1.9 ms against 1.05–1.2 ms with
-this thread (bench/README.md). Here one thread pops the device's Celery messages with a
-blocking pop (`queue_pop.py`), claims and runs each command, and shows it to Flower as
-Celery would (`task_events.py`).
+command than the command itself (bench/README.md). Here one thread pops the device's Celery
+messages with a blocking pop (`queue_pop.py`), claims and runs each command, and shows it to
+Flower as Celery would (`task_events.py`).
 
 The semantics are those the worker had with kombu's ack emulation off: popping a message is
 receiving it, and the claim is its acknowledgement. A message popped by a worker that dies

@@ -23,6 +23,7 @@ from tasks.errors import DeviceError, ReplyTimeout
 from tasks.lifecycle import State
 from tasks.live_store import LiveStore, TransitionResult
 from tasks.queues import SERVER_QUEUE
+from tasks.redis_replies import members
 from worker_host.exchange import DeviceExchange
 from worker_host.port_address import PortAddress
 from worker_host.transport import SerialTransport, Transport
@@ -143,7 +144,7 @@ class DeviceRuntime:
         ids = self.live.redis.smembers(self.live.device_set_key(self.device, "inflight"))
         left = [
             values
-            for values in self.live.get_many(sorted(i.decode() for i in ids))
+            for values in self.live.get_many(sorted(members(ids)))
             if values is not None and values["id"] != current
             if values.get("state") == State.DISPATCHED and values.get("dispatched_at")
         ]

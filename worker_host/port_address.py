@@ -59,7 +59,7 @@ class PortAddress:
         if self.kind != "usb":
             return self.text
         present = list(list_ports.comports() if ports is None else ports)
-        matches = sorted(port.device for port in present if self._is(port))
+        matches = sorted(str(port.device) for port in present if self._is(port))
         if not matches:
             raise DeviceError(f"no serial port for {self.text}: that USB adapter is not plugged in")
         if len(matches) > 1:

@@ -115,7 +115,7 @@ class SerialTransport:
                 wait = min(READ_SLICE_S, remaining)
                 if port.timeout != wait:
                     port.timeout = wait
-                first = port.read(1)
+                first: bytes = port.read(1)
                 if first:
                     waiting = port.in_waiting
                     return first + port.read(waiting) if waiting else first

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from worker_host.embedded_redis import free_port
-from worker_host.local_stack import Reply, Stack, http, running_stack
+from bench.harness_http import Reply, http
+from bench.local_stack import Stack, running_stack
+from hwq.embedded_redis import free_port
 
 QUEUE_CAP = 3
 

@@ -11,12 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from worker_host.local_stack import http, hwq_up
+from bench.harness_http import http
+from bench.local_stack import hwq_up
 
 
 def hwq(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "worker_host.cli", *args],
+        [sys.executable, "-m", "hwq.cli", *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
+from bench.local_stack import Stack
 from worker_host.device_worker import DEVICE_HEARTBEAT_S
-from worker_host.local_stack import Stack
 
 # An idle worker told to stop must be gone well before its next heartbeat would wake it.
 IDLE_STOP_S = DEVICE_HEARTBEAT_S / 2

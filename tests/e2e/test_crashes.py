@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from worker_host.local_stack import Stack, running_stack
+from bench.local_stack import Stack, running_stack
 
 
 @pytest.fixture(scope="module")

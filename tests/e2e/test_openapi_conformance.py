@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from worker_host.local_stack import Stack, running_stack
+from bench.local_stack import Stack, running_stack
 
 from openapi_conformance_hooks import OWN_TOKEN_ID_VARIABLE
 

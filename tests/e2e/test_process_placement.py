@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from worker_host.cpu_placement import allowed_cpus
-from worker_host.local_stack import Stack, running_stack
+from bench.local_stack import Stack, running_stack
+from hwq.cpu_placement import allowed_cpus
 
 CPUS = allowed_cpus()
 pytestmark = pytest.mark.skipif(len(CPUS) < 2, reason="one CPU: nothing to choose between")

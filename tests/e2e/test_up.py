@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from worker_host.embedded_redis import free_port
-from worker_host.local_stack import http
+from bench.harness_http import http
+from hwq.embedded_redis import free_port
 
 HOSTNAME = "uphost"
 
@@ -35,7 +35,7 @@ class Up:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HWQ_")}
         env["HWQ_HOSTNAME"] = HOSTNAME
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "worker_host.cli", "up", "--sim", "2", "--home",
+            [sys.executable, "-m", "hwq.cli", "up", "--sim", "2", "--home",
              str(self.home), "--port", str(self.api_port), "--flower-port",
              str(self.flower_port)],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -117,7 +117,7 @@ def test_up_serves_two_instruments_flower_and_keeps_history(up: Up) -> None:
     assert second["response"]["text"] == "from sim1"
 
     cli = subprocess.run(
-        [sys.executable, "-m", "worker_host.cli", "run", "sim0", "*IDN?"],
+        [sys.executable, "-m", "hwq.cli", "run", "sim0", "*IDN?"],
         env={**os.environ, "HWQ_URL": f"http://127.0.0.1:{up.api_port}", "HWQ_TOKEN": up.token},
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
@@ -127,16 +127,13 @@ def test_up_serves_two_instruments_flower_and_keeps_history(up: Up) -> None:
     login = (up.home / "flower.auth").read_text().strip()
     flower = f"http://127.0.0.1:{up.flower_port}"
     assert http("GET", f"{flower}/api/workers").status == 401
-    basic = base64.b64encode(login.encode()).decode()
-    import json
+    logged_in = {"Authorization": "Basic " + base64.b64encode(login.encode()).decode()}
 
     # Flower asks the workers over the broker and lists those that answered in time; on a
     # busy machine the first broadcast may be answered by only some.
     deadline = time.monotonic() + 30
     while True:
-        request = urllib.request.Request(f"{flower}/api/workers?refresh=1")
-        request.add_header("Authorization", f"Basic {basic}")
-        workers = json.loads(urllib.request.urlopen(request, timeout=30).read())
+        workers = http("GET", f"{flower}/api/workers?refresh=1", headers=logged_in, timeout=30).body
         wanted = {f"sim0@{HOSTNAME}", f"sim1@{HOSTNAME}"}
         if wanted <= set(workers) or time.monotonic() > deadline:
             break
@@ -144,14 +141,15 @@ def test_up_serves_two_instruments_flower_and_keeps_history(up: Up) -> None:
     assert wanted <= set(workers), f"Flower lists {sorted(workers)}"
     deadline = time.monotonic() + 20
     while True:
-        request = urllib.request.Request(f"{flower}/api/tasks?workername=sim0@{HOSTNAME}")
-        request.add_header("Authorization", f"Basic {basic}")
-        tasks = json.loads(urllib.request.urlopen(request, timeout=30).read())
+        listing = http(
+            "GET", f"{flower}/api/tasks?workername=sim0@{HOSTNAME}", headers=logged_in, timeout=30
+        )
+        tasks = listing.body
         if first["id"] in tasks or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     assert first["id"] in tasks, "Flower does not show the command under sim0's worker"
-    assert login.split(":", 1)[1] not in urllib.request.urlopen(request).read().decode()
+    assert login.split(":", 1)[1] not in json.dumps(listing.body)
 
     assert up.children(), "hwq up started no children?"
     up.interrupt()

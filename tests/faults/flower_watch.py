@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import base64
-import json
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-from worker_host.embedded_redis import free_port
-from worker_host.local_stack import Stack
+from bench.harness_http import http
+from bench.local_stack import Stack
+from hwq.embedded_redis import free_port
 
 # Flower records only the events it sees; a command is shown within this long of its end.
 SHOWN_WITHIN_S = 30.0
@@ -34,17 +32,14 @@ class FlowerWatch:
 
     def call(self, method: str, path: str) -> tuple[int, Any]:
         """One request to Flower, logged in: its status and its body (JSON when it is)."""
-        request = urllib.request.Request(
+        reply = http(
+            method,
             f"http://127.0.0.1:{self.port}{path}",
-            method=method,
-            data=b"" if method == "POST" else None,
+            raw=b"" if method == "POST" else None,
             headers={"Authorization": self.authorization},
+            timeout=30,
         )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as reply:
-                return reply.status, _body(reply.read())
-        except urllib.error.HTTPError as e:
-            return e.code, _body(e.read())
+        return reply.status, reply.body
 
     def task(self, command_id: str) -> dict[str, Any] | None:
         """What Flower shows of a command's task, or None while it knows none."""
@@ -79,9 +74,3 @@ class FlowerWatch:
                 continue
         raise AssertionError(f"Flower never showed a command of {device}")
 
-
-def _body(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw.decode(errors="replace")

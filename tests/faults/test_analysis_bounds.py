@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 import redis
 
+from bench.local_stack import Stack, running_stack
 from config import Settings
 from tasks.celery_app import ANALYZE_TASK, create_celery
 from tasks.queues import SERVER_QUEUE
 from tasks.server_worker import MAX_ANALYSIS_ATTEMPTS, analysis_attempts_key
-from worker_host.local_stack import Stack, running_stack
 
 # Long enough that everything else in a test happens while the catastrophic analysis runs.
 ANALYSIS_TIMEOUT_S = 30

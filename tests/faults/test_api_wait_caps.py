@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from worker_host.local_stack import Stack, running_stack
+from bench.local_stack import Stack, running_stack
 
 from raw_http import RawReply, read_reply, send_head
 

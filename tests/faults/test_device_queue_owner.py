@@ -12,9 +12,9 @@ import time
 
 import redis
 
+from bench.local_stack import Stack
 from tasks.celery_app import broker_key_prefix
 from tasks.queues import device_queue
-from worker_host.local_stack import Stack
 
 # The running command, long enough to look at the queue behind it.
 BUSY_MS = 3000

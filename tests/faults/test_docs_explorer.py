@@ -15,7 +15,8 @@ from urllib.parse import urljoin, urlsplit
 
 import flask_swagger_ui
 
-from worker_host.local_stack import Stack, http
+from bench.harness_http import http
+from bench.local_stack import Stack
 
 SWAGGER_UI_DIST = Path(flask_swagger_ui.__file__).resolve().parent / "dist"
 MEDIA_TYPES = {".css": "text/css", ".js": "text/javascript"}

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from worker_host.local_stack import Stack, running_stack
+from bench.local_stack import Stack, running_stack
 
 from flower_watch import FlowerWatch
 

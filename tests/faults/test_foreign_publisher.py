@@ -18,7 +18,7 @@ import pytest
 import redis
 from celery import Celery
 
-from worker_host.local_stack import Stack
+from bench.local_stack import Stack
 
 # How long a worker may take to pop and settle a message on a loaded test machine.
 SETTLE_S = 60

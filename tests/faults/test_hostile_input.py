@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 import redis
 
+from bench.harness_http import Reply, http
+from bench.local_stack import Stack
 from tasks.json_bounds import MAX_JSON_BYTES, MAX_JSON_DEPTH, UNREADABLE_VALUE
-from worker_host.local_stack import Reply, Stack, http
 
 NOT_FOUND_TYPE = "https://hwq.dev/problems/not-found"
 # As deep as the report's: Python's json still parses it, the readers after it did not.
@@ -238,7 +239,7 @@ def test_the_cli_shows_a_bad_param_as_the_apis_422(stack: Stack) -> None:
            "HWQ_TOKEN": stack.admin_token, "HWQ_HOME": str(stack.home)}  # fmt: skip
     before = stack.request("GET", "/commands?device=params&limit=500").body["items"]
     result = subprocess.run(
-        [sys.executable, "-m", "worker_host.cli", "run", "params", "MEAS:VOLT?",
+        [sys.executable, "-m", "hwq.cli", "run", "params", "MEAS:VOLT?",
          "--analysis", "number", "--param", "min=abc", "--param", "max=2"],
         env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
@@ -248,7 +249,7 @@ def test_the_cli_shows_a_bad_param_as_the_apis_422(stack: Stack) -> None:
     assert len(after) == len(before), "nothing was queued"
     # A number given to --param is sent as a number.
     ok = subprocess.run(
-        [sys.executable, "-m", "worker_host.cli", "run", "params", "MEAS:VOLT?",
+        [sys.executable, "-m", "hwq.cli", "run", "params", "MEAS:VOLT?",
          "--analysis", "number", "--param", "min=0", "--param", "max=1e9"],
         env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from worker_host.local_stack import Stack
+from bench.local_stack import Stack
 
 # Longer than redis-py's 5 s socket timeout, and than any single block of a wait.
 SLEEP_MS = 7000
@@ -21,7 +21,7 @@ def _client_env(stack: Stack) -> dict[str, str]:
 
 def _hwq_client(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "worker_host.cli", *args],
+        [sys.executable, "-m", "hwq.cli", *args],
         env=_client_env(stack), capture_output=True, text=True, timeout=90,
     )  # fmt: skip
 

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 import redis
 
-from worker_host.local_stack import TERMINAL, Reply, Stack, running_stack
+from bench.harness_http import Reply
+from bench.local_stack import TERMINAL, Stack, running_stack
 
 # A 1 MiB raw payload travels as 1.4 MB of base64.
 BODY_LIMIT_BYTES = 4 * 1024 * 1024

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from worker_host.embedded_redis import EmbeddedRedis
-from worker_host.local_stack import TERMINAL, Stack, running_stack
+from bench.local_stack import TERMINAL, Stack, running_stack
+from hwq.embedded_redis import EmbeddedRedis
 
 
 @pytest.fixture(scope="module")

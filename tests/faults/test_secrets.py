@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from worker_host.embedded_redis import find_redis_server, free_port
-from worker_host.local_stack import UpRun, http, hwq_up
+from bench.harness_http import http
+from bench.local_stack import UpRun, hwq_up
+from hwq.embedded_redis import find_redis_server, free_port
 
 REDIS_PASSWORD = "s3cret-redis-pw"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from worker_host.local_stack import Stack
+from bench.local_stack import Stack
 
 THREADS = 8
 PER_THREAD = 40

@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
+from bench.harness_http import http
+from bench.local_stack import Stack
+from hwq.embedded_redis import free_port
 from tasks.auth import hash_token
-from worker_host.embedded_redis import free_port
-from worker_host.local_stack import Stack, http
 
 TOKEN_FIELDS = {"id", "name", "role", "device", "created_at", "last_used_at"}
 
@@ -91,13 +92,13 @@ def test_device_tokens_name_their_device_and_other_roles_refuse_one(stack: Stack
     assert (item["role"], item["device"]) == ("device", "bench-1")
 
     missing = subprocess.run(
-        [sys.executable, "-m", "worker_host.cli", "token", "create", "--role", "device",
+        [sys.executable, "-m", "hwq.cli", "token", "create", "--role", "device",
          "--name", "pi-2"],
         env=stack.env(), capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert missing.returncode != 0 and "--device" in missing.stderr
     stray = subprocess.run(
-        [sys.executable, "-m", "worker_host.cli", "token", "create", "--role", "viewer",
+        [sys.executable, "-m", "hwq.cli", "token", "create", "--role", "viewer",
          "--name", "v", "--device", "bench-1"],
         env=stack.env(), capture_output=True, text=True, timeout=60,
     )  # fmt: skip
@@ -110,7 +111,7 @@ def test_hwq_token_list_and_revoke(stack: Stack) -> None:
 
     def hwq(*args: str) -> str:
         result = subprocess.run(
-            [sys.executable, "-m", "worker_host.cli", *args],
+            [sys.executable, "-m", "hwq.cli", *args],
             env=env, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert result.returncode == 0, result.stderr

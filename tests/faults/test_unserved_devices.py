@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 
-from worker_host.local_stack import Stack
+from bench.local_stack import Stack
 
 # A worker for an unknown device must refuse well within this; the old one ran on.
 REFUSAL_WITHIN_S = 60
@@ -23,7 +23,7 @@ def _hwq(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**stack.env(), "HWQ_URL": stack.base.removesuffix("/api/v1"),
            "HWQ_TOKEN": stack.admin_token}  # fmt: skip
     return subprocess.run(
-        [sys.executable, "-m", "worker_host.cli", *args],
+        [sys.executable, "-m", "hwq.cli", *args],
         env=env, capture_output=True, text=True, timeout=REFUSAL_WITHIN_S,
     )  # fmt: skip
 

@@ -16,10 +16,10 @@ import pytest
 import redis
 from celery import Celery
 
+from bench.local_stack import Stack
 from config import Settings
 from tasks.celery_app import broker_key_prefix, create_celery
 from tasks.queues import device_queue
-from worker_host.local_stack import Stack
 
 from flower_watch import FlowerWatch
 

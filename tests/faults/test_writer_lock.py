@@ -21,11 +21,11 @@ import pytest
 from lock_holder import writer_lock_held
 from sqlalchemy import create_engine
 
+from bench.local_stack import Stack
 from config.settings import DEFAULT_SQLITE_LOCK_TIMEOUT_S
 from tasks.db.engine import make_engine
 from tasks.db.write_lock import LOCK_SUFFIX, writer_turn
 from tasks.errors import WriterBusy
-from worker_host.local_stack import Stack
 
 # Beyond the lock's timeout, what a refusal may take to come back on a busy machine.
 ANSWER_MARGIN_S = 15.0

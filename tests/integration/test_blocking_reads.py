@@ -15,10 +15,10 @@ import redis
 import redis.asyncio
 
 from config import Settings
+from hwq.embedded_redis import EmbeddedRedis
 from tasks.connections import REDIS_SOCKET_TIMEOUT_S, async_redis_client, redis_client
 from tasks.lifecycle import State, is_settled_for_wait
 from tasks.live_store import LiveStore
-from worker_host.embedded_redis import EmbeddedRedis
 
 from command_factory import command_values
 

@@ -12,9 +12,9 @@ import redis
 from kombu import Queue
 
 from config import Settings
+from hwq.embedded_redis import find_redis_server
 from tasks.broker_transport import Transport
 from tasks.celery_app import create_celery
-from worker_host.embedded_redis import find_redis_server
 
 # The idle poll of the consumer whose close is timed: long, so a close that waits it out shows.
 POLL_S = 30

@@ -9,6 +9,7 @@ import pytest
 import redis
 
 from config import Settings
+from hwq.embedded_redis import EmbeddedRedis
 from tasks.db import ledger, registry
 from tasks.db.engine import make_engine, make_sessions, migrate
 from tasks.errors import StoreNearlyFull
@@ -17,7 +18,6 @@ from tasks.live_store import LiveStore
 from tasks.reaper import Reaper
 from tasks.recorder import RECORDED_TTL_S, Recorder
 from tasks.store_health import AdmissionGuard
-from worker_host.embedded_redis import EmbeddedRedis
 
 from command_factory import command_values
 

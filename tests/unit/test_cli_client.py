@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from worker_host.cli import main
+from hwq.cli import main
 
 from canned_http_server import CannedHttpServer
 

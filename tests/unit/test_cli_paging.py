@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from click.testing import CliRunner
 
-from worker_host.cli import main
+from hwq.cli import main
 
 from canned_http_server import CannedHttpServer
 

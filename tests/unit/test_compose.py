@@ -10,6 +10,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +109,7 @@ def test_command_starts_with_an_hwq_subcommand(name: str) -> None:
 def test_command_and_its_flags_exist_in_the_cli(name: str, tmp_path: Path) -> None:
     command = _command(name)
     result = subprocess.run(
-        [sys.executable, "-m", "worker_host.cli", *command, "--help"],
+        [sys.executable, "-m", "hwq.cli", *command, "--help"],
         cwd=REPO_ROOT,
         env=_cli_environment(tmp_path),
         capture_output=True,
@@ -133,9 +134,9 @@ def test_command_line_parses_with_the_cli(name: str) -> None:
     """Parse the whole command line with the real click group, without running it: this catches
     what --help cannot (a value of the wrong type, a choice that does not exist, a missing
     argument)."""
-    main = importlib.import_module("worker_host.cli").main
+    main = importlib.import_module("hwq.cli").main
     command = _command(name)
-    assert isinstance(main, click.Group), "worker_host.cli.main must be a click group"
+    assert isinstance(main, click.Group), "hwq.cli.main must be a click group"
     group_context = main.make_context("hwq", [], resilient_parsing=True)
     subcommand = main.get_command(group_context, command[0])
     assert subcommand is not None, f"{name}: hwq has no subcommand {command[0]!r}"
@@ -222,3 +223,12 @@ def test_dockerfile_runs_hwq_as_a_non_root_user() -> None:
     users = re.findall(r"^USER\s+(\S+)", dockerfile, re.MULTILINE)
     assert users and users[-1] not in ("root", "0"), users
     assert re.search(r'^ENTRYPOINT \["hwq"\]$', dockerfile, re.MULTILINE)
+
+
+def test_the_image_build_copies_every_package_the_wheel_ships() -> None:
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text(encoding="utf-8")
+    with (REPO_ROOT / "pyproject.toml").open("rb") as pyproject:
+        include = tomllib.load(pyproject)["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = {pattern.rstrip("*") for pattern in include}
+    copied = set(re.findall(r"^COPY (\w+) \./\1$", dockerfile, re.MULTILINE))
+    assert packages <= copied, f"the Dockerfile does not copy {sorted(packages - copied)}"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from hwq.http_client import ApiClient, ApiError
 from tasks.errors import ConfigError, HwqError
-from worker_host.http_client import ApiClient, ApiError
 
 from canned_http_server import CannedHttpServer
 
@@ -126,6 +126,18 @@ def test_an_error_without_json_still_says_its_status(
         client.list_devices()
 
     assert caught.value.status == 502
+
+
+def test_json_that_is_not_the_apis_is_refused_naming_the_url(
+    server: CannedHttpServer, client: ApiClient
+) -> None:
+    server.reply("GET", "/api/v1/devices/sim0", 200, ["not", "a", "device"])
+    server.reply("GET", "/api/v1/devices", 200, {"items": "not a list"})
+
+    for call in (lambda: client.get_device("sim0"), client.list_devices):
+        with pytest.raises(ApiError, match="is HWQ_URL the hwq API") as caught:
+            call()
+        assert caught.value.status == 502
 
 
 def test_an_unhealthy_report_is_returned_not_raised(

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.errors import ConfigError
-from worker_host.running_system import (
+from hwq.running_system import (
     RECORD_FILE,
     api_url,
     client_target,
@@ -20,6 +19,7 @@ from worker_host.running_system import (
     running_up,
     write_record,
 )
+from tasks.errors import ConfigError
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def test_the_record_is_private_and_names_this_process(tmp_path: Path, env: dict[
 def test_a_record_whose_process_is_gone_counts_as_none(tmp_path: Path, env: dict[str, str]) -> None:
     home = home_with_token(tmp_path / "home", "t")
     code = (
-        "import sys; from pathlib import Path; from worker_host.running_system import "
+        "import sys; from pathlib import Path; from hwq.running_system import "
         "write_record; write_record(Path(sys.argv[1]), 'http://127.0.0.1:1', "
         "{'XDG_RUNTIME_DIR': sys.argv[2]})"
     )

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from celery import signals
 
-from worker_host.startup_objects import freeze_startup_objects, freeze_when_worker_ready
+from hwq.startup_objects import freeze_startup_objects, freeze_when_worker_ready
 
 
 @pytest.fixture

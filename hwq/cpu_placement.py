@@ -5,9 +5,8 @@ each hand-off between its threads (granian's I/O thread and the request's thread
 the event loop and the pool thread in a device worker) wakes the other thread wherever the
 kernel last ran it. On another CPU that wake-up is an inter-processor interrupt, which on a
 virtual machine costs tens of microseconds and often a halted virtual CPU woken by the host.
-With every thread of a process on one CPU the woken thread simply runs next. Measured on a
-two-CPU virtual machine: the API's requests per second +50-60 %, commands per second at 16
-devices +10 %, round-trip p50 -0.2 ms (bench/README.md).
+With every thread of a process on one CPU the woken thread simply runs next; bench/README.md
+gives what that moved on a two-CPU virtual machine.
 
 The central processes (API, server worker) share the last CPU; device workers take the CPUs
 in turn, counted per host in Redis, so two devices on a two-CPU machine never share one

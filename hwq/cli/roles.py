@@ -35,7 +35,7 @@ def _logging(settings: Settings, **context: object) -> None:
 def _keep_central_on_one_cpu(settings: Settings, role: str) -> None:
     # Before any thread starts: the threads a process starts inherit its CPU.
     if settings.pin_cpu:
-        from worker_host.cpu_placement import pin_central_process
+        from hwq.cpu_placement import pin_central_process
 
         pin_central_process(role)
 
@@ -43,8 +43,8 @@ def _keep_central_on_one_cpu(settings: Settings, role: str) -> None:
 def _keep_device_on_one_cpu(settings: Settings, name: str) -> None:
     if not settings.pin_cpu:
         return
+    from hwq.cpu_placement import next_device_turn, pin_device_process
     from tasks.connections import redis_client
-    from worker_host.cpu_placement import next_device_turn, pin_device_process
 
     client = redis_client(settings, max_connections=1)
     try:
@@ -59,7 +59,7 @@ def _keep_device_on_one_cpu(settings: Settings, name: str) -> None:
 @click.option("--port", type=int, default=None, help="Port to listen on (HWQ_API_PORT).")
 def api(host: str | None, port: int | None) -> None:
     """Serve the HTTP API (granian: an asyncio front door, Flask on threads)."""
-    from worker_host.api_server import ApiServer
+    from hwq.api_server import ApiServer
 
     settings = _settings()
     _logging(settings, role="api")
@@ -70,10 +70,10 @@ def api(host: str | None, port: int | None) -> None:
 @click.command("server-worker")
 def server_worker() -> None:
     """Run the server worker: recorder, reaper and analysis (queue hwq.server)."""
+    from hwq.startup_objects import freeze_when_worker_ready
     from tasks.celery_app import create_celery
     from tasks.queues import SERVER_QUEUE
     from tasks.server_worker import install_server_duties
-    from worker_host.startup_objects import freeze_when_worker_ready
 
     settings = _settings()
     _logging(settings, role="server-worker")
@@ -138,10 +138,10 @@ def device_worker(
     simulate: str | None,
 ) -> None:
     """Run the worker of device NAME (queue hwq.device.NAME)."""
+    from hwq.startup_objects import freeze_when_worker_ready
     from tasks.celery_app import create_celery
     from worker_host.device_worker import device_worker_argv, install_device_runtime
     from worker_host.simulator import SimulatedDevice
-    from worker_host.startup_objects import freeze_when_worker_ready
 
     settings = _settings()
     _logging(settings, role="device-worker", device=name)
@@ -270,7 +270,7 @@ def _running_system_settings() -> Settings:
     settings = _settings()
     if os.environ.get("HWQ_HOME") or settings.database_url:
         return settings
-    from worker_host.running_system import running_up
+    from hwq.running_system import running_up
 
     up = running_up()
     if up is not None and settings.home == Path(DEFAULT_HOME):
@@ -305,8 +305,8 @@ def token_create(role: str, name: str, device: str | None) -> None:
 @token.command("list")
 def token_list() -> None:
     """Every token as a table, over the API as an admin (HWQ_URL, HWQ_TOKEN)."""
-    from worker_host.cli.client import format_table
-    from worker_host.http_client import ApiClient
+    from hwq.cli.client import format_table
+    from hwq.http_client import ApiClient
 
     items = ApiClient.from_env().list_tokens()
     click.echo(format_table(TOKEN_COLUMNS, ([t.get(c) for c in TOKEN_COLUMNS] for t in items)))
@@ -316,7 +316,7 @@ def token_list() -> None:
 @click.argument("token_id", metavar="ID", type=int)
 def token_revoke(token_id: int) -> None:
     """Revoke token ID at once on every API process, over the API as an admin."""
-    from worker_host.http_client import ApiClient
+    from hwq.http_client import ApiClient
 
     ApiClient.from_env().revoke_token(token_id)
     click.echo(f"revoked token {token_id}")

@@ -15,14 +15,14 @@ from types import FrameType
 from config import Settings, load_settings
 from config.logging import configure_logging
 from config.settings import masked_url
+from hwq.embedded_redis import EmbeddedRedis
+from hwq.launcher import Supervisor
+from hwq.running_system import api_url, remove_record, write_record
 from tasks.db.engine import make_engine, make_sessions, migrate
 from tasks.db.tokens import create_token, find_principal
 from tasks.db.write_lock import write_session
 from tasks.errors import Conflict, ServiceUnavailable
 from tasks.service import HwqService
-from worker_host.embedded_redis import EmbeddedRedis
-from worker_host.launcher import Supervisor
-from worker_host.running_system import api_url, remove_record, write_record
 
 # How long the stack gets to answer its health check before `hwq up` gives up.
 READY_TIMEOUT_S = 90.0

@@ -25,7 +25,7 @@ def main() -> None:
 
 
 def _register() -> None:
-    from worker_host.cli import client, roles, up
+    from hwq.cli import client, roles, up
 
     for module in (roles, client, up):
         for command in module.COMMANDS:

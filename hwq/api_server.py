@@ -2,13 +2,12 @@
 
 The front door (api/front.py) holds long-polls on asyncio and reads bodies itself, bounded in
 size and time; only a whole, allowed request gets one of the Flask app's threads. Granian
-parses and writes HTTP outside the interpreter: a request costs the API process about a third
-of a millisecond less than under a pure-Python server (bench/README.md).
+parses and writes HTTP outside the interpreter, so a request costs the API process less than
+under a pure-Python server (bench/README.md).
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from granian import Granian
@@ -17,8 +16,8 @@ from granian.log import LogLevels
 
 from config import Settings, load_settings
 from config.logging import configure_logging
-from worker_host.launcher import end_with_parent
-from worker_host.startup_objects import freeze_startup_objects
+from hwq.launcher import end_with_parent
+from hwq.startup_objects import freeze_startup_objects
 
 # One process, many threads: the SQLite writer and the caches are per process.
 API_WORKER_PROCESSES = 1
@@ -45,8 +44,10 @@ def worker_app() -> Any:
     # Settings and logging are made again here, so a worker started afresh (not forked) has them.
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_json, role="api")
-    # Imported by name: the api package sits on top and nothing below imports it.
-    front = importlib.import_module("api.front").create_front(settings)
+    # Imported here, in the worker: the server's main process never needs Flask.
+    from api.front import create_front
+
+    front = create_front(settings)
     freeze_startup_objects()
     return front
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import click
 
+from hwq.http_client import ApiClient, ApiError
 from tasks.lifecycle import State, is_settled_for_wait, is_terminal
-from worker_host.http_client import ApiClient, ApiError
 
 # The API's reply timeout when a submission names none (DESIGN §3); sizes `hwq run`'s wait.
 DEFAULT_COMMAND_TIMEOUT_S = 5.0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
@@ -13,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tasks.parent_death import signal_on_parent_death
+
 log = logging.getLogger("hwq.up")
 
 # A child that exits is started again after this pause, at most this many times.
@@ -20,16 +21,12 @@ RESTART_DELAY_S = 1.0
 MAX_RESTARTS = 5
 # How long children get to stop after SIGTERM before they are killed.
 STOP_TIMEOUT_S = 15.0
-_PR_SET_PDEATHSIG = 1
 
 
 def end_with_parent() -> None:
     """SIGTERM this process when its parent dies, however the parent dies (Linux only)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass  # not Linux: an orderly stop still stops every child
+    # Where it cannot (not Linux), an orderly stop still stops every child.
+    signal_on_parent_death(signal.SIGTERM)
 
 
 def die_with_parent() -> None:
@@ -90,7 +87,7 @@ class Supervisor:
 
     def start(self, name: str, args: list[str], env: dict[str, str]) -> Child:
         """Start `hwq ARGS…` as a child named `name`."""
-        argv = [sys.executable, "-m", "worker_host.cli", *args]
+        argv = [sys.executable, "-m", "hwq.cli", *args]
         child = Child(name, argv, env, self.log_dir / f"{name}.log")
         child.start()
         self.children.append(child)

@@ -1,10 +1,10 @@
 """Keeps what a long-running process built at startup out of the cyclic garbage collector.
 
-An API process holds about 117,000 objects once Flask, SQLAlchemy, pydantic and Celery are
-loaded, and a full collection walks them all: 67–105 ms on the machines hwq's benchmarks run
-on, during which the process answers nothing. Such collections came every few hundred
-requests (bench/README.md). Objects made at startup live as long as the process, so once it
-is ready they are frozen: collections then walk only what was made since.
+An API process holds a great many objects once Flask, SQLAlchemy, pydantic and Celery are
+loaded, and a full collection walks them all, during which the process answers nothing. Such
+collections came every few hundred requests (bench/README.md has the figures). Objects made
+at startup live as long as the process, so once it is ready they are frozen: collections then
+walk only what was made since.
 """
 
 from __future__ import annotations

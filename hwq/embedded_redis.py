@@ -10,8 +10,8 @@ from pathlib import Path
 
 import redis
 
+from hwq.launcher import die_with_parent
 from tasks.errors import ConfigError, ServiceUnavailable
-from worker_host.launcher import die_with_parent
 
 # How long a fresh redis-server gets to answer PING.
 START_TIMEOUT_S = 15.0

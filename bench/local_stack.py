@@ -5,137 +5,23 @@ End-to-end tests and benchmarks use it; it needs only a Redis URL and a folder.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.client import HTTPConnection, RemoteDisconnected
 from pathlib import Path
 from typing import Any
 
-from worker_host.embedded_redis import free_port
+from bench.harness_http import KeepAliveHttp, Reply, outgoing_request
+from hwq.embedded_redis import free_port
 
 # Starting a Celery worker takes a few seconds on a busy two-core machine.
 START_TIMEOUT_S = 60.0
-
-
-class Headers(dict[str, str]):
-    """Reply headers, looked up by name in any case, as HTTP compares them."""
-
-    def __init__(self, items: Iterable[tuple[str, str]]) -> None:
-        super().__init__((name.lower(), value) for name, value in items)
-
-    def __getitem__(self, name: str) -> str:
-        return super().__getitem__(name.lower())
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and super().__contains__(name.lower())
-
-
-@dataclass
-class Reply:
-    """An HTTP reply: status, headers and the decoded JSON body (if any)."""
-
-    status: int
-    headers: Headers
-    body: Any
-
-
-def http(
-    method: str,
-    url: str,
-    *,
-    token: str | None = None,
-    body: object = None,
-    raw: bytes | None = None,
-    content_type: str = "application/json",
-    timeout: float = 90.0,
-) -> Reply:
-    """One HTTP request from outside the processes under test."""
-    data, headers = _outgoing(token, body, raw, content_type)
-    request = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            payload = response.read()
-            return Reply(response.status, Headers(response.headers.items()), _json(payload))
-    except urllib.error.HTTPError as e:
-        return Reply(e.code, Headers(e.headers.items()), _json(e.read()))
-
-
-class KeepAliveHttp:
-    """HTTP/1.1 keep-alive requests to one server, one connection per calling thread.
-
-    What a busy client does (requests.Session, say): the benchmarks measure the API, not a
-    TCP handshake per request. A request that finds its idle connection closed by the
-    server is sent again on a new one; the server never read it, so nothing runs twice.
-    """
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host = host
-        self.port = port
-        self._local = threading.local()
-
-    def request(
-        self, method: str, path: str, headers: dict[str, str], data: bytes | None, timeout: float
-    ) -> Reply:
-        """Send one request and read its whole reply."""
-        for attempt in range(2):
-            connection: HTTPConnection | None = getattr(self._local, "connection", None)
-            reused = connection is not None
-            if connection is None:
-                connection = HTTPConnection(self.host, self.port, timeout=timeout)
-                self._local.connection = connection
-            elif connection.sock is not None:
-                connection.sock.settimeout(timeout)
-            try:
-                connection.request(method, path, body=data, headers=headers)
-                response = connection.getresponse()
-                payload = response.read()
-            except (RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                self._drop(connection)
-                if reused and attempt == 0:
-                    continue
-                raise
-            except BaseException:
-                self._drop(connection)
-                raise
-            if response.will_close:
-                self._drop(connection)
-            return Reply(response.status, Headers(response.headers.items()), _json(payload))
-        raise AssertionError("unreachable: the second attempt returns or raises")
-
-    def _drop(self, connection: HTTPConnection) -> None:
-        connection.close()
-        self._local.connection = None
-
-
-def _outgoing(
-    token: str | None, body: object, raw: bytes | None, content_type: str
-) -> tuple[bytes | None, dict[str, str]]:
-    """A request's bytes (raw, or the body as JSON) and the headers that go with them."""
-    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-    headers = {"Content-Type": content_type} if data is not None else {}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    return data, headers
-
-
-def _json(payload: bytes) -> Any:
-    if not payload:
-        return None
-    try:
-        return json.loads(payload)
-    except ValueError:
-        return payload.decode(errors="replace")
 
 
 @dataclass
@@ -175,7 +61,7 @@ class Stack:
     def hwq(self, *args: str, check: bool = True) -> str:
         """Run a short `hwq` command and return what it printed."""
         result = subprocess.run(
-            [sys.executable, "-m", "worker_host.cli", *args],
+            [sys.executable, "-m", "hwq.cli", *args],
             env=self.env(),
             capture_output=True,
             text=True,
@@ -191,7 +77,7 @@ class Stack:
         log_dir.mkdir(parents=True, exist_ok=True)
         with (log_dir / f"{name}.log").open("ab") as output:
             self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", "worker_host.cli", *args],
+                [sys.executable, "-m", "hwq.cli", *args],
                 env=self.env(with_database),
                 stdout=output,
                 stderr=subprocess.STDOUT,
@@ -262,7 +148,7 @@ class Stack:
         headers: dict[str, str] | None = None,
     ) -> Reply:
         """An authenticated API request (admin unless another token is given), kept alive."""
-        data, outgoing = _outgoing(token or self.admin_token, body, raw, content_type)
+        data, outgoing = outgoing_request(token or self.admin_token, body, raw, content_type)
         headers = {**outgoing, **(headers or {})}
         if self._http is None or self._http.port != self.api_port:
             self._http = KeepAliveHttp("127.0.0.1", self.api_port)
@@ -367,7 +253,7 @@ def hwq_up(home: Path, env: dict[str, str], *args: str) -> Iterator[UpRun]:
     """`hwq up --home HOME ARGS…` until its banner is printed; Ctrl-C'd when the block ends."""
     api_port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "worker_host.cli", "up", "--home", str(home),
+        [sys.executable, "-m", "hwq.cli", "up", "--home", str(home),
          "--port", str(api_port), "--flower-port", str(free_port()), *args],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip

@@ -12,7 +12,7 @@ import click
 @click.option("--home", default=None, help="Folder for the database, tokens and logs (./var).")
 def up(sims: int, port: int | None, flower_port: int | None, home: str | None) -> None:
     """Run the whole system on this machine until Ctrl-C."""
-    from worker_host.one_machine import run_up
+    from hwq.one_machine import run_up
 
     run_up(sims, port, flower_port, home, click.echo)
 

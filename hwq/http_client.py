@@ -10,8 +10,8 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
+from hwq.running_system import client_target
 from tasks.errors import ConfigError, HwqError
-from worker_host.running_system import client_target
 
 API_PREFIX = "/api/v1"
 # Seconds a request may take beyond any long-poll it asks the server to hold.
@@ -77,7 +77,7 @@ class ApiClient:
 
     def list_devices(self) -> list[dict[str, Any]]:
         """Every registered device."""
-        return self._call("GET", "/devices")["items"]
+        return self._items("/devices")
 
     def get_device(self, name: str) -> dict[str, Any]:
         """One device."""
@@ -104,7 +104,8 @@ class ApiClient:
     def get_command(self, command_id: str, wait: float | None = None) -> dict[str, Any]:
         """A command; with `wait` (0–60 s), once it settles or after that many seconds."""
         query = None if wait is None else {"wait": f"{wait:g}"}
-        return self._call("GET", f"/commands/{_segment(command_id)}", query=query, hold_s=wait)
+        path = f"/commands/{_segment(command_id)}"
+        return self._call("GET", path, query=query, hold_s=wait)
 
     def list_commands(
         self,
@@ -128,19 +129,26 @@ class ApiClient:
 
     def events(self, command_id: str) -> list[dict[str, Any]]:
         """A command's transitions, oldest first."""
-        return self._call("GET", f"/commands/{_segment(command_id)}/events")["items"]
+        return self._items(f"/commands/{_segment(command_id)}/events")
 
     # Tokens
 
     def list_tokens(self) -> list[dict[str, Any]]:
         """Every token, without its secret (admin)."""
-        return self._call("GET", "/tokens")["items"]
+        return self._items("/tokens")
 
     def revoke_token(self, token_id: int) -> None:
         """Revoke a token at once on every API process (admin)."""
         self._call("DELETE", f"/tokens/{int(token_id)}")
 
     # Transport
+
+    def _items(self, path: str) -> list[dict[str, Any]]:
+        """The `items` of a listing."""
+        items = self._call("GET", path).get("items")
+        if not isinstance(items, list):
+            raise self._not_the_api(f"GET {path}")
+        return items
 
     def _call(
         self,
@@ -150,7 +158,8 @@ class ApiClient:
         body: dict[str, Any] | None = None,
         query: Mapping[str, object] | None = None,
         hold_s: float | None = None,
-    ) -> Any:
+    ) -> dict[str, Any]:
+        """The API's answer: a JSON object, or an empty one for an answer without a body."""
         request = self._request(method, path, body, query)
         # A long-poll legitimately holds the connection for `hold_s` before answering.
         timeout = self.timeout_s + (hold_s or 0)
@@ -170,18 +179,26 @@ class ApiClient:
                 status=504,
                 title="Timed out",
             ) from None
-        return self._json(raw, f"{method} {path}")
+        document = self._json(raw, f"{method} {path}")
+        if document is None:
+            return {}
+        if not isinstance(document, dict):
+            raise self._not_the_api(f"{method} {path}")
+        return document
 
     def _json(self, raw: bytes, what: str) -> Any:
         try:
             return json.loads(raw) if raw.strip() else None
         except ValueError:
-            raise ApiError(
-                f"{self.base_url} answered {what} with something other than JSON; "
-                "is HWQ_URL the hwq API?",
-                status=502,
-                title="Not the hwq API",
-            ) from None
+            raise self._not_the_api(what) from None
+
+    def _not_the_api(self, what: str) -> ApiError:
+        return ApiError(
+            f"{self.base_url} answered {what} with something other than the hwq API's JSON; "
+            "is HWQ_URL the hwq API?",
+            status=502,
+            title="Not the hwq API",
+        )
 
     def _request(
         self,
