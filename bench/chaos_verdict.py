@@ -72,6 +72,9 @@ def read_ledger(database_url: str, devices: list[str]) -> tuple[dict[str, Any], 
             counted = connection.execute(
                 select(CommandEventRow.command_id, func.count())
                 .where(CommandEventRow.state.in_(sorted(TERMINAL)))
+                # A late reply is noted as an event of its timed-out command, in the state it
+                # keeps: a note, not a second ending.
+                .where(CommandEventRow.detail.not_like("late_reply%"))
                 .group_by(CommandEventRow.command_id)
             )
             terminal = {command_id: int(n) for command_id, n in counted if command_id in ledger}
