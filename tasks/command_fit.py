@@ -4,7 +4,11 @@ device worker again before any byte goes out, since a device's codec may change 
 
 from __future__ import annotations
 
-from tasks.device_options import DeviceProfile
+import base64
+from typing import Any
+
+from tasks.device_options import DeviceProfile, device_profile
+from tasks.errors import ValidationFailed
 
 # The kinds each codec carries; raw goes anywhere, python runs beside any device allowing it.
 KINDS_BY_CODEC = {
@@ -43,3 +47,26 @@ def raw_line_bytes(device: str, profile: DeviceProfile, payload: bytes) -> bytes
             "not hold one inside (one command, one line; options.raw_multiline allows more)"
         )
     return payload if body != payload else payload + profile.line_ending
+
+
+def check_fits_device(device: str, config: dict[str, Any], request: dict[str, Any]) -> None:
+    """ValidationFailed unless the command's kind fits the device's codec (DESIGN §3), and a
+    raw payload to a line device is one line."""
+    kind = request["kind"]
+    try:
+        profile = device_profile(config)
+    except ValueError as e:
+        raise ValidationFailed(f"device {device!r} has a bad setting ({e}); fix it first") from None
+    misfit = kind_misfit(device, profile.codec, kind)
+    if misfit is not None:
+        raise ValidationFailed(misfit, [{"field": "kind", "message": misfit}])
+    if kind == "raw" and profile.codec == "line":
+        try:
+            raw_line_bytes(device, profile, base64.b64decode(request["payload"]))
+        except ValueError as e:
+            raise ValidationFailed(str(e), [{"field": "payload", "message": str(e)}]) from None
+
+
+def allows_python(config: dict[str, Any]) -> bool:
+    """Whether the device's options allow python commands."""
+    return bool((config.get("options") or {}).get("allow_python"))

@@ -10,6 +10,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 
 from config import Settings
+from tasks.errors import OutcomeUnknown
 
 # The API holds one connection per open long-poll; the pool must cover its threads.
 DEFAULT_REDIS_POOL = 256
@@ -55,3 +56,16 @@ def async_redis_client(settings: Settings, max_connections: int) -> redis.asynci
         **_pool_options(max_connections),
     )
     return redis.asyncio.Redis(connection_pool=pool)
+
+
+def send_and_read(connection: Any, command: tuple[Any, ...], reply_timeout_s: float) -> Any:
+    """One command on `connection`, its reply awaited at most `reply_timeout_s`."""
+    try:
+        connection.send_command(*command, check_health=False)
+        if not connection.can_read(timeout=reply_timeout_s):
+            raise OutcomeUnknown(f"Redis did not answer within {reply_timeout_s:g} s")
+        return connection.read_response()
+    except redis.ResponseError:
+        raise  # Redis answered, refusing: the script did not run
+    except (redis.RedisError, OSError) as e:
+        raise OutcomeUnknown(f"Redis's answer was lost: {e}") from e

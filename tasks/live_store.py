@@ -21,6 +21,7 @@ from tasks.command_record import (
 from tasks.command_values import CommandChanges, CommandValues
 from tasks.command_wait import CommandWait, longest_block_s
 from tasks.command_wait import decode_hash as _decode_hash
+from tasks.connections import send_and_read
 from tasks.errors import OutcomeUnknown
 from tasks.lifecycle import ALLOWED, TERMINAL, DeviceState, State, device_state
 from tasks.messages import execute_message
@@ -220,12 +221,12 @@ class LiveStore:
         connection = pool.get_connection("EVALSHA")
         try:
             try:
-                return _send_and_read(
+                return send_and_read(
                     connection, ("EVALSHA", self.script_sha, 0, *args), reply_timeout_s
                 )
             except redis.exceptions.NoScriptError:
                 # Refused before it ran: this Redis has not seen the script yet.
-                return _send_and_read(
+                return send_and_read(
                     connection, ("EVAL", self._source, 0, *args), reply_timeout_s
                 )
         except OutcomeUnknown:
@@ -433,19 +434,6 @@ class LiveStore:
     def queued_ids(self, device: str) -> list[str]:
         """A device's queued command ids, oldest first."""
         return members(self.redis.zrange(self.device_set_key(device, "queued"), 0, -1))
-
-
-def _send_and_read(connection: Any, command: tuple[Any, ...], reply_timeout_s: float) -> Any:
-    """One command on `connection`, its reply awaited at most `reply_timeout_s`."""
-    try:
-        connection.send_command(*command, check_health=False)
-        if not connection.can_read(timeout=reply_timeout_s):
-            raise OutcomeUnknown(f"Redis did not answer within {reply_timeout_s:g} s")
-        return connection.read_response()
-    except redis.ResponseError:
-        raise  # Redis answered, refusing: the script did not run
-    except (redis.RedisError, OSError) as e:
-        raise OutcomeUnknown(f"Redis's answer was lost: {e}") from e
 
 
 def _event(fields: Fields) -> dict[str, Any]:

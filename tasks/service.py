@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import functools
 import hashlib
 import json
 import logging
@@ -12,28 +10,24 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import redis
 from cachetools import TTLCache
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from config import Settings
 from tasks.analysis import check_analysis_request
-from tasks.auth import Principal
-from tasks.command_fit import kind_misfit, raw_line_bytes
+from tasks.command_fit import allows_python, check_fits_device
 from tasks.command_record import public_view, utc_now_iso
 from tasks.command_values import CommandValues
 from tasks.connections import redis_client
-from tasks.db import ledger, registry, tokens
+from tasks.db import ledger, registry
 from tasks.db.command_insert import CommandInsert
 from tasks.db.engine import make_engine, make_sessions
 from tasks.db.write_lock import write_session, writer_turn
-from tasks.device_options import device_profile
 from tasks.errors import (
     CommandStateError,
     Conflict,
@@ -42,21 +36,15 @@ from tasks.errors import (
     OutcomeUnknown,
     QueueFull,
     StoreNearlyFull,
-    Unauthorized,
-    ValidationFailed,
 )
 from tasks.lifecycle import TERMINAL, State, is_settled_for_wait
 from tasks.live_store import LiveStore, TransitionResult
 from tasks.recently_accepted import RecentlyAccepted
-from tasks.store_health import RETRY_AFTER_S, AdmissionGuard, recorder_lag
+from tasks.store_health import RETRY_AFTER_S, AdmissionGuard, health_report
+from tasks.token_access import TokenAccess
 
 log = logging.getLogger("hwq.service")
 
-# A token lookup is cached this long, so a busy client costs one SQL query per minute. Each
-# request still reads the revocation generation from Redis, so a revoked token fails at once.
-TOKEN_CACHE_TTL_S = 60.0
-# At most this many tokens are cached, the least recently used dropped first.
-TOKEN_CACHE_SIZE = 10_000
 # A submission reads its device's settings from a cache this fresh, for this many devices.
 DEVICE_CONFIG_CACHE_S = 1.0
 DEVICE_CONFIG_CACHE_SIZE = 4096
@@ -70,19 +58,11 @@ CREATE_RETRY_PAUSE_S = 0.5
 UNCAPPED = 1 << 30
 
 
-@functools.cache
-def _version() -> str:
-    # Read from the installed metadata once: scanning it was half of what a health check cost.
-    try:
-        return version("hwq")
-    except PackageNotFoundError:
-        return "0+unknown"
-
-
-class HwqService:
+class HwqService(TokenAccess):
     """The operations behind every API route."""
 
     def __init__(self, settings: Settings) -> None:
+        super().__init__()
         self.settings = settings
         self.redis = redis_client(settings, max_connections=max(64, settings.api_threads * 2))
         self.live = LiveStore(self.redis, settings.key_prefix)
@@ -91,15 +71,10 @@ class HwqService:
         )
         self.sessions = make_sessions(self.engine)
         self._insert_command = CommandInsert(self.engine)
-        self._token_cache: TTLCache[str, Principal] = TTLCache(
-            maxsize=TOKEN_CACHE_SIZE, ttl=TOKEN_CACHE_TTL_S
-        )
-        self._token_generation: bytes | str | None = None
         self._accepted = RecentlyAccepted()
         self._admission = AdmissionGuard(self.redis, self.live.transitions_key)
         self.reply_timeout_s = REPLY_TIMEOUT_S
         self.create_retry_pause_s = CREATE_RETRY_PAUSE_S
-        self._token_lock = threading.Lock()
         self._config_cache: TTLCache[str, dict[str, Any]] = TTLCache(
             maxsize=DEVICE_CONFIG_CACHE_SIZE, ttl=DEVICE_CONFIG_CACHE_S
         )
@@ -120,93 +95,10 @@ class HwqService:
         with writer_turn(self.engine), self.engine.begin() as connection:
             yield connection
 
-    # health and auth ----------------------------------------------------------------------
+    # health -----------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
         """Whether Redis and the database answer, and how far the ledger trails Redis."""
-        redis_ok = database_ok = True
-        lag = None
-        try:
-            lag = recorder_lag(self.redis, self.live.transitions_key)
-        except redis.RedisError:
-            redis_ok = False
-        try:
-            with self.engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-        except SQLAlchemyError:
-            database_ok = False
-        return {
-            "status": "ok" if redis_ok and database_ok else "degraded",
-            "redis": "ok" if redis_ok else "down",
-            "database": "ok" if database_ok else "down",
-            "version": _version(),
-            # Transitions not yet in the ledger and the age of the oldest: a lagging recorder
-            # delays history, not commands, so it does not make the status degraded.
-            "recorder_pending": None if lag is None else lag.pending,
-            "recorder_lag_s": None if lag is None else round(lag.oldest_s, 3),
-        }
-
-    @property
-    def token_generation_key(self) -> str:
-        """The Redis key a revocation moves on, so every API process drops its cached tokens."""
-        return f"{self.settings.key_prefix}:tokens:generation"
-
-    def cached_principal(self, token: str, generation: bytes | str | None) -> Principal | None:
-        """The principal behind a token looked up in the last minute, without touching SQL,
-        if no token was revoked since (`generation`: the key's value read just before)."""
-        with self._token_lock:
-            if generation != self._token_generation:
-                return None
-            return self._token_cache.get(token)
-
-    def authenticate(self, token: str) -> Principal:
-        """The principal behind a bearer token."""
-        # Read before the cache and any SQL lookup: a revocation that lands meanwhile has
-        # moved the generation on, so what this request caches is dropped by the next one.
-        generation = self.redis.get(self.token_generation_key)
-        with self._token_lock:
-            if generation != self._token_generation:
-                self._token_cache.clear()
-                self._token_generation = generation
-            cached = self._token_cache.get(token)
-        if cached is not None:
-            return cached
-        principal = self._look_up_token(token)
-        with self._token_lock:
-            if generation == self._token_generation:
-                self._token_cache[token] = principal
-        return principal
-
-    def _look_up_token(self, token: str) -> Principal:
-        wall_now = datetime.now(UTC)
-        with self._session() as session:
-            row = tokens.find_token(session, token)
-            if row is None:
-                raise Unauthorized("the bearer token is not valid")
-            principal = tokens.principal_of(row)
-            stale = tokens.needs_touch(row, wall_now)
-        if stale and principal.token_id is not None:
-            with self._writing() as connection:
-                tokens.touch_token(connection, principal.token_id, wall_now)
-        return principal
-
-    def create_token(self, role: str, name: str, device: str | None = None) -> str:
-        """A new token for `name` with `role` (and `device`, for a device token)."""
-        with self._write_session() as session:
-            return tokens.create_token(session, role, name, device)
-
-    def list_tokens(self) -> list[dict[str, Any]]:
-        """Every token, without its secret."""
-        with self._session() as session:
-            return tokens.list_tokens(session)
-
-    def revoke_token(self, token_id: int, by: str) -> None:
-        """Delete a token; every API process refuses it from its next request on."""
-        with self._write_session() as session:
-            if not tokens.delete_token(session, token_id):
-                raise NotFound(f"no token with id {token_id}")
-        # After the commit: a process that sees the new generation finds the row gone.
-        self.redis.incr(self.token_generation_key)
-        log.info("token revoked", extra={"token_id": token_id, "by": by})
+        return health_report(self.redis, self.live.transitions_key, self.engine)
 
     # devices ------------------------------------------------------------------------------
     def _device_view(self, values: dict[str, Any]) -> dict[str, Any]:
@@ -319,8 +211,8 @@ class HwqService:
         """
         # The mirrored settings; an unknown device is a 404 before any row exists.
         config = self._submission_config(device)
-        _check_fits_device(device, config, request)
-        if request["kind"] == "python" and not _allows_python(config):
+        check_fits_device(device, config, request)
+        if request["kind"] == "python" and not allows_python(config):
             # A setting of the device, not a fault of the request: the same body is accepted
             # once the device allows python.
             raise CommandStateError(
@@ -530,28 +422,6 @@ class HwqService:
             if ledger.get_command(session, command_id) is None:
                 raise NotFound(f"no command with id {command_id!r}")
             return ledger.events(session, command_id)
-
-
-def _check_fits_device(device: str, config: dict[str, Any], request: dict[str, Any]) -> None:
-    """ValidationFailed unless the command's kind fits the device's codec (DESIGN §3), and a
-    raw payload to a line device is one line."""
-    kind = request["kind"]
-    try:
-        profile = device_profile(config)
-    except ValueError as e:
-        raise ValidationFailed(f"device {device!r} has a bad setting ({e}); fix it first") from None
-    misfit = kind_misfit(device, profile.codec, kind)
-    if misfit is not None:
-        raise ValidationFailed(misfit, [{"field": "kind", "message": misfit}])
-    if kind == "raw" and profile.codec == "line":
-        try:
-            raw_line_bytes(device, profile, base64.b64decode(request["payload"]))
-        except ValueError as e:
-            raise ValidationFailed(str(e), [{"field": "payload", "message": str(e)}]) from None
-
-
-def _allows_python(config: dict[str, Any]) -> bool:
-    return bool((config.get("options") or {}).get("allow_python"))
 
 
 def _created_at(result: TransitionResult, values: CommandValues) -> str:

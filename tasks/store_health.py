@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 import redis
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from tasks.errors import StoreNearlyFull
 
@@ -80,3 +85,37 @@ class AdmissionGuard:
         if backlog >= MAX_RECORDER_BACKLOG:
             return f"{backlog} transitions wait for the recorder; new commands wait for it"
         return None
+
+
+@functools.cache
+def _version() -> str:
+    # Read from the installed metadata once: scanning it was half of what a health check cost.
+    try:
+        return version("hwq")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def health_report(client: redis.Redis, transitions_key: str, engine: Engine) -> dict[str, Any]:
+    """Whether Redis and the database answer, and how far the ledger trails Redis."""
+    redis_ok = database_ok = True
+    lag = None
+    try:
+        lag = recorder_lag(client, transitions_key)
+    except redis.RedisError:
+        redis_ok = False
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError:
+        database_ok = False
+    return {
+        "status": "ok" if redis_ok and database_ok else "degraded",
+        "redis": "ok" if redis_ok else "down",
+        "database": "ok" if database_ok else "down",
+        "version": _version(),
+        # Transitions not yet in the ledger and the age of the oldest: a lagging recorder
+        # delays history, not commands, so it does not make the status degraded.
+        "recorder_pending": None if lag is None else lag.pending,
+        "recorder_lag_s": None if lag is None else round(lag.oldest_s, 3),
+    }

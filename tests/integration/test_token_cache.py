@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from config import Settings
-from tasks import service as service_module
+from tasks import token_access as service_module
 from tasks.db import tokens
 from tasks.db.engine import make_engine, migrate
 from tasks.errors import Unauthorized
