@@ -125,7 +125,9 @@ class Confinement:
             for stage, keep in staged:
                 os.makedirs(keep, exist_ok=True)
                 _mount(stage, keep, None, MS_MOVE)
-            _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={workdir_bytes},mode=1777")
+            _mount(
+                "tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={workdir_bytes},mode=1777"
+            )
             os.mkdir(PROGRAM_DIR, 0o700)
         except OSError as e:
             self.refused.append(f"private file system ({e.strerror})")
@@ -169,7 +171,9 @@ class Confinement:
         ]
         if os.getuid() != 0:
             # Counted per user across the machine: room for the user's others and the program.
-            limits.append((resource.RLIMIT_NPROC, _processes_of(os.getuid()) + settings["processes"]))
+            limits.append(
+                (resource.RLIMIT_NPROC, _processes_of(os.getuid()) + settings["processes"])
+            )
         for which, value in limits:
             try:
                 resource.setrlimit(which, (value, value))

@@ -19,7 +19,9 @@ from config.settings import (
 MIB = 1024 * 1024
 # Paths a program never sees when the OS gives it a mount namespace: system and user
 # configuration, users' homes, other processes' temporary files and runtime sockets.
-DEFAULT_HIDDEN_PATHS = ("/etc", "/root", "/home", "/tmp", "/var", "/run", "/srv", "/mnt", "/media")
+DEFAULT_HIDDEN_PATHS = (
+    "/etc", "/root", "/home", "/tmp", "/var", "/run", "/srv", "/mnt", "/media", "/dev/shm",
+)  # fmt: skip
 # CPU seconds beyond the wall-clock timeout before the kernel ends a program that spins.
 CPU_MARGIN_S = 1
 
