@@ -230,7 +230,7 @@ def test_valid_analyzer_params_still_give_a_verdict(stack: Stack) -> None:
     assert done["analysis"]["value"]["within"] is True, done
     equals = submit(stack, "params", payload="ECHO 5", analysis={
         "analyzer": "equals", "params": {"expected": 5}})  # fmt: skip
-    assert stack.wait(equals.body["id"])["analysis"]["value"] == {"equal": True}
+    assert stack.wait(equals.body["id"])["analysis"]["value"] == {"equal": True, "passed": True}
 
 
 def test_the_cli_shows_a_bad_param_as_the_apis_422(stack: Stack) -> None:
