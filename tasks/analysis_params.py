@@ -21,7 +21,6 @@ from pydantic import (
     WrapValidator,
     field_validator,
     model_serializer,
-    model_validator,
 )
 
 from tasks.json_bounds import json_bound_problem
@@ -30,8 +29,9 @@ from tasks.json_bounds import json_bound_problem
 MAX_PATTERN_CHARS = 1024
 # Longest `equals` text.
 MAX_EXPECTED_CHARS = 4096
-# Longest JSON pointer a `json` check may give.
+# Longest JSON pointer a `json` check may give, and its shape (RFC 6901).
 MAX_POINTER_CHARS = 1024
+POINTER_PATTERN = r"^(/([^~/]|~[01])*)*$"
 
 
 class AnalyzerParams(BaseModel):
@@ -114,11 +114,13 @@ MAX_EXPECTED_VALUES = 256
 
 
 class JsonParams(AnalyzerParams):
-    """A JSON-pointer check on a reply that is a JSON document: the value there `equals` one
-    given, or (`exists`) is there or not; with neither, passes when the pointer finds a value."""
+    """A JSON-pointer check on a reply that is a JSON document: the value there `equals` the
+    one given and/or (`exists`) is there or not; with neither, passes when there is a value."""
 
     pointer: str = Field(
-        max_length=MAX_POINTER_CHARS, description='RFC 6901 pointer: "" (the whole) or "/a/0"'
+        max_length=MAX_POINTER_CHARS,
+        description='RFC 6901 pointer: "" (the whole document) or "/a/0"',
+        json_schema_extra={"pattern": POINTER_PATTERN},
     )
     equals: Any = Field(default=None, description="The value expected there (any JSON)")
     exists: bool | None = Field(default=None, description="Whether a value must be there")
@@ -126,10 +128,8 @@ class JsonParams(AnalyzerParams):
     @field_validator("pointer")
     @classmethod
     def _is_pointer(cls, value: str) -> str:
-        if value and not value.startswith("/"):
-            raise ValueError('must be "" or start with "/"')
-        if re.search(r"~(?![01])", value):
-            raise ValueError("may escape only ~0 (~) and ~1 (/)")
+        if not re.fullmatch(POINTER_PATTERN, value):
+            raise ValueError('must be "" or "/"-separated tokens, escaping only ~0 and ~1')
         return value
 
     @field_validator("equals")
@@ -139,12 +139,6 @@ class JsonParams(AnalyzerParams):
         if problem is not None:
             raise ValueError(problem)
         return value
-
-    @model_validator(mode="after")
-    def _one_check(self) -> JsonParams:
-        if "equals" in self.model_fields_set and "exists" in self.model_fields_set:
-            raise ValueError("give equals or exists, not both")
-        return self
 
 
 class ExpectParams(AnalyzerParams):

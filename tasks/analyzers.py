@@ -88,10 +88,13 @@ def analyze_json(response: dict[str, Any], params: dict[str, Any]) -> dict[str, 
     verdict: dict[str, Any] = {"found": found}
     if found:
         verdict["value"] = value
+    # Each check given must hold; with none, the pointer must find a value.
+    checks = []
+    if "exists" in params:
+        checks.append(found == params["exists"])
     if "equals" in params:
-        verdict["passed"] = found and value == params["equals"]
-    else:
-        verdict["passed"] = found == params.get("exists", True)
+        checks.append(found and value == params["equals"])
+    verdict["passed"] = all(checks) if checks else found
     return verdict
 
 
