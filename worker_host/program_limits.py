@@ -38,6 +38,8 @@ class ProgramLimits:
     output_bytes: int = DEFAULT_PROGRAM_OUTPUT_KIB * 1024
     user: str = DEFAULT_PROGRAM_USER
     hidden_paths: tuple[str, ...] = field(default=DEFAULT_HIDDEN_PATHS)
+    # False: do not even try namespaces, as where the OS refuses them (tests of that case).
+    namespaces: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ProgramLimits:

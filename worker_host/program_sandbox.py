@@ -106,6 +106,7 @@ def _start(workdir: Path, device_fd: int, timeout_s: float, limits: ProgramLimit
         "workdir_bytes": limits.workdir_bytes,
         "user": limits.user,
         "hidden": list(limits.hidden_paths),
+        "namespaces": limits.namespaces,
         # The interpreter's folder, bound back in where a hidden path covers it.
         "keep": [os.path.realpath(sys.base_prefix)],
     }

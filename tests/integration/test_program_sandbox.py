@@ -42,13 +42,17 @@ needs_namespaces = pytest.mark.skipif(
 
 
 def _processes_named(name: str) -> list[int]:
+    """Live processes of that name; a zombie is dead, whoever has yet to reap it."""
     found = []
     for entry in os.listdir("/proc"):
         try:
-            if entry.isdigit() and Path(f"/proc/{entry}/comm").read_text().strip() == name:
-                found.append(int(entry))
+            if not entry.isdigit() or Path(f"/proc/{entry}/comm").read_text().strip() != name:
+                continue
+            state = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()[0]
         except OSError:
             continue
+        if state != "Z":
+            found.append(int(entry))
     return found
 
 
@@ -289,3 +293,46 @@ def test_without_a_device_the_device_api_says_so() -> None:
     result = _run("device.query('*IDN?')")
     assert result["exit_code"] == 1
     assert "this program has no device" in str(result["stderr"])
+
+
+def test_without_namespaces_the_limits_still_hold_and_the_rest_is_as_documented(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # As on a host that refuses unshare: the README's "What it does not guarantee".
+    monkeypatch.setenv("HWQ_TOKEN", "hwq_tokensecret")
+    limits = ProgramLimits(namespaces=False, file_bytes=1024 * 1024)
+    marker = f"kid{uuid.uuid4().hex[:8]}"
+    result = _run(
+        f"""
+        import ctypes, os, time
+        print(sorted(os.environ))
+        try:
+            bytearray(10 * 1024 ** 3)
+        except MemoryError:
+            print('memory limited')
+        try:
+            open('big', 'wb').write(b'x' * (5 * 1024 * 1024))
+        except OSError:
+            print('file size limited')
+        print('sees the host', os.path.exists('/etc/passwd'), flush=True)
+        if os.fork() == 0:
+            ctypes.CDLL(None).prctl(15, {marker.encode()!r}, 0, 0, 0)
+            time.sleep(60)
+        while True:
+            pass
+        """,
+        timeout_s=2.0,
+        limits=limits,
+    )
+    lines = str(result["stdout"]).splitlines()
+    assert lines == [
+        "['HOME', 'LANG', 'PATH', 'TMPDIR']",
+        "memory limited",
+        "file size limited",
+        "sees the host True",
+    ], result
+    assert str(result["error"]).startswith("timed_out")
+    # A child in the program's process group is killed with it (a detached one may not be).
+    assert _processes_named(marker) == []
+    assert "program not fully confined" in caplog.text
+    assert result["stderr"] == ""  # the sandbox's note went to the log, not to the program's
