@@ -23,7 +23,6 @@ import base64
 import ctypes
 import json
 import os
-import pwd
 import resource
 import signal
 import socket
@@ -151,12 +150,8 @@ class Confinement:
         if not self.mounted:
             self.refused.append("other user (the interpreter would not be readable)")
             return
-        user = str(self.settings["user"])
-        try:
-            entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
-            uid, gid = entry.pw_uid, entry.pw_gid
-        except (KeyError, ValueError):
-            uid = gid = int(user) if user.isdigit() else 65534
+        # Looked up by the worker: /etc is hidden by now.
+        uid, gid = int(self.settings["uid"]), int(self.settings["gid"])
         os.chown(PROGRAM_DIR, uid, gid)
         os.setgroups([])
         os.setgid(gid)

@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import pwd
 import selectors
 import shutil
 import signal
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from tasks.errors import DeviceError
 from worker_host.program_device import DeviceBroker, ProgramDevice
 from worker_host.program_limits import CPU_MARGIN_S, ProgramLimits
 
@@ -93,7 +95,20 @@ def run_program(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def program_user(user: str) -> tuple[int, int]:
+    """The uid and gid a program runs as when the worker is root; DeviceError if unknown."""
+    try:
+        entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+    except (KeyError, ValueError):
+        if user.isdigit():
+            return int(user), int(user)
+        raise DeviceError(f"the program user {user!r} does not exist on this host "
+                          "(HWQ_PROGRAM_USER)") from None  # fmt: skip
+    return entry.pw_uid, entry.pw_gid
+
+
 def _start(workdir: Path, device_fd: int, timeout_s: float, limits: ProgramLimits) -> Any:
+    uid, gid = program_user(limits.user)
     settings = {
         "source": str(workdir / "program.py"),
         "stage": str(workdir / "stage"),
@@ -104,7 +119,8 @@ def _start(workdir: Path, device_fd: int, timeout_s: float, limits: ProgramLimit
         "open_files": limits.max_open_files,
         "processes": limits.max_processes,
         "workdir_bytes": limits.workdir_bytes,
-        "user": limits.user,
+        "uid": uid,
+        "gid": gid,
         "hidden": list(limits.hidden_paths),
         "namespaces": limits.namespaces,
         # The interpreter's folder, bound back in where a hidden path covers it.

@@ -8,6 +8,7 @@ skipped and the README says what still holds.
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import sys
 import tempfile
@@ -336,3 +337,17 @@ def test_without_namespaces_the_limits_still_hold_and_the_rest_is_as_documented(
     assert _processes_named(marker) == []
     assert "program not fully confined" in caplog.text
     assert result["stderr"] == ""  # the sandbox's note went to the log, not to the program's
+
+
+def test_an_unknown_program_user_is_a_device_error_before_anything_runs() -> None:
+    with pytest.raises(DeviceError, match="HWQ_PROGRAM_USER"):
+        _run("print(1)", limits=ProgramLimits(user="no-such-user-here"))
+
+
+@needs_namespaces
+def test_the_program_user_is_the_one_configured() -> None:
+    result = _run("import os; print(os.getuid(), os.getgid())", limits=ProgramLimits(user="daemon"))
+    daemon = pwd.getpwnam("daemon")
+    expected = f"{daemon.pw_uid} {daemon.pw_gid}\n" if os.getuid() == 0 else (
+        f"{os.getuid()} {os.getgid()}\n")  # fmt: skip
+    assert result["stdout"] == expected, result
