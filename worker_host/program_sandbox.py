@@ -181,11 +181,16 @@ class _ProgramRun:
             now = time.monotonic()
             if now >= deadline:
                 return "timed_out"
+            if not self._selector.get_map():
+                # Every stream is closed: the program is ending, or it closed them itself.
+                try:
+                    self.process.wait(timeout=deadline - now)
+                except subprocess.TimeoutExpired:
+                    return "timed_out"
+                return None
             if ended_at is None and self.process.poll() is not None:
                 ended_at = now
-            if ended_at is not None and (
-                not self._selector.get_map() or now - ended_at > OUTPUT_GRACE_S
-            ):
+            if ended_at is not None and now - ended_at > OUTPUT_GRACE_S:
                 return None
             wait = min(deadline - now, OUTPUT_GRACE_S if ended_at is not None else 0.2)
             for key, _ in self._selector.select(wait):
