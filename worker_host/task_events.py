@@ -139,11 +139,7 @@ class RunningCommand:
             "hostname": self.hostname,
             "time_start": self.time_start,
             "acknowledged": True,  # the claim is the acknowledgement
-            "delivery_info": {
-                "exchange": "",
-                "routing_key": self.queue,
-                "priority": 0,
-                "redelivered": False,
-            },  # fmt: skip
+            "delivery_info": {"exchange": "", "routing_key": self.queue, "priority": 0,
+                              "redelivered": False},  # fmt: skip
             "worker_pid": os.getpid(),
         }
