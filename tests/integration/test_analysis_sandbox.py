@@ -57,3 +57,14 @@ def test_an_analyzer_sees_at_most_the_cap_and_says_it_was_cut() -> None:
         "truncated": True,
     }
     assert run_analyzer(tail, {"text": "ab"}) == {"match": True, "groups": [], "passed": True}
+
+
+def test_an_unanchored_catastrophic_pattern_ends_in_a_timeout_verdict(pool: AnalyzerPool) -> None:
+    pattern = {"analyzer": "regex", "params": {"pattern": "(a+)+$"}}
+    verdict = pool.verdict(pattern, {"text": "a" * 40 + "b"})
+    assert verdict == {
+        "error": "analysis stopped: regex did not finish within 1 s",
+        "passed": False,
+    }
+    expect = {"analyzer": "expect", "params": {"one_of": ["OK"]}}
+    assert pool.verdict(expect, {"text": "OK"}) == {"value": "OK", "passed": True}
