@@ -21,8 +21,9 @@ from worker_host.program_sandbox import run_program
 
 DEFAULT_ROUNDS = 50
 QUICK_ROUNDS = 10
-# The sandbox may cost this many times a bare interpreter's start, at most.
-OVERHEAD_RATIO_TARGET = 3.0
+# Milliseconds the full sandbox may add to a bare interpreter's run: small beside a program's
+# default 5 s timeout, and paid once per program, not per device request.
+ADDED_MS_TARGET = 300.0
 
 
 def _median_ms(run: Callable[[], Any], rounds: int) -> float:
@@ -50,8 +51,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         "full_sandbox_ms": full,
         "checks": [
             common.check(
-                "full sandbox / bare interpreter", round(full / bare, 2), "<=",
-                OVERHEAD_RATIO_TARGET,
+                "ms the full sandbox adds", round(full - bare, 1), "<=", ADDED_MS_TARGET
             ),
         ],
     }  # fmt: skip
