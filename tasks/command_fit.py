@@ -68,5 +68,6 @@ def check_fits_device(device: str, config: dict[str, Any], request: dict[str, An
 
 
 def allows_python(config: dict[str, Any]) -> bool:
-    """Whether the device's options allow python commands."""
-    return bool((config.get("options") or {}).get("allow_python"))
+    """Whether the device's options allow python commands (`python: true`, DESIGN §3)."""
+    options = config.get("options") or {}
+    return bool(options.get("python") or options.get("allow_python"))
