@@ -38,6 +38,7 @@ from tasks.errors import (
     QueueFull,
     StoreNearlyFull,
 )
+from tasks.host_reads import HostReads
 from tasks.lifecycle import TERMINAL, State, is_settled_for_wait
 from tasks.live_store import LiveStore, TransitionResult
 from tasks.recently_accepted import RecentlyAccepted
@@ -59,7 +60,7 @@ CREATE_RETRY_PAUSE_S = 0.5
 UNCAPPED = 1 << 30
 
 
-class HwqService(TokenAccess, DeviceActivation):
+class HwqService(TokenAccess, DeviceActivation, HostReads):
     """The operations behind every API route."""
 
     def __init__(self, settings: Settings) -> None:
