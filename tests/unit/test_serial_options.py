@@ -44,8 +44,8 @@ def test_good_options_pass_and_unknown_ones_are_kept() -> None:
 
 
 def test_the_line_settings_reach_pyserial_when_the_port_opens() -> None:
-    config = {"name": "dmm", "address": "loop://", "baudrate": 9600,
-              "options": {"bytesize": 7, "parity": "E", "stopbits": 2, "xonxoff": True}}  # fmt: skip
+    options = {"bytesize": 7, "parity": "E", "stopbits": 2, "xonxoff": True}
+    config = {"name": "dmm", "address": "loop://", "baudrate": 9600, "options": options}
     transport = serial_transport(config)
     assert isinstance(transport, SerialTransport)
     transport.open()
