@@ -44,7 +44,8 @@ def activate_device(name: str) -> dict[str, Any]:
 @documented("Deactivate a device", response=Device)
 @require_role("admin")
 def deactivate_device(name: str) -> dict[str, Any]:
-    """Close the device's connection: its worker stops and the port is released. The answer
-    comes once the worker has stopped, or after 10 s at most; queued commands stay queued
-    and new ones are still accepted. Deactivating an inactive device changes nothing."""
+    """Close the device's connection: its host agent stops its worker, which releases the
+    port. While the agent runs, the answer comes once the worker has stopped (10 s at most),
+    so the port is free when it does. Queued commands stay queued and new ones are still
+    accepted. Deactivating an inactive device changes nothing."""
     return hwq_service().deactivate_device(name)

@@ -23,7 +23,7 @@ from config import Settings
 from tasks.celery_app import PUBLISH_RETRY_POLICY
 from tasks.db import registry
 from tasks.errors import NotFound
-from tasks.host_store import FAILED
+from tasks.host_store import FAILED, host_key
 from tasks.live_store import LiveStore
 from tasks.queues import host_queue
 
@@ -106,11 +106,14 @@ class DeviceActivation:
 
     def deactivate_device(self, name: str, wait_s: float = RELEASE_WAIT_S) -> dict[str, Any]:
         """Close the device's connection, waiting up to `wait_s` for its worker to release the
-        port. Queued commands stay queued. A no-op if it is inactive already."""
+        port while its host agent runs. Queued commands stay queued. A no-op if inactive."""
         values, changed = self._set_active(name, False)
         if changed:
-            self.host_sync.send([(values["host"], name)])
-            released = self.wait_released(name, wait_s)
+            host = values["host"]
+            self.host_sync.send([(host, name)])
+            # Only a running host agent stops workers: with none, waiting would free nothing.
+            agent = bool(host) and bool(self.live.redis.exists(host_key(self.live.prefix, host)))
+            released = self.wait_released(name, wait_s if agent else 0.0)
             log.info("device deactivated", extra={"device": name, "released": released})
         return self._device_view(values)
 

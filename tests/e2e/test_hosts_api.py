@@ -99,6 +99,9 @@ def test_deactivate_waits_for_the_worker_to_release_the_port(
     name = device_name
     _register(stack, name, host="pi-5")
     _syncs(stack, client, "pi-5")
+    # Its host agent runs (its record is fresh), and so does the device's worker.
+    client.hset(f"{stack.key_prefix}:host:pi-5", mapping={"name": "pi-5", "last_seen": "now"})
+    client.expire(f"{stack.key_prefix}:host:pi-5", 30)
     alive = f"{stack.key_prefix}:device:{name}:alive"
     client.set(alive, "1", ex=30)
     client.set(f"{stack.key_prefix}:device:{name}:presence", "online", ex=30)
@@ -124,6 +127,18 @@ def test_deactivate_waits_for_the_worker_to_release_the_port(
     # Commands are still accepted; they wait in the queue.
     assert stack.request("POST", f"/devices/{name}/commands",
                          body={"kind": "line", "payload": "*IDN?"}).status == 202  # fmt: skip
+
+
+def test_without_a_host_agent_deactivate_does_not_wait(
+    stack: Stack, client: redis.Redis, device_name: str
+) -> None:
+    _register(stack, device_name, host="pi-gone")
+    # A worker nobody will stop: no agent runs on its host.
+    client.set(f"{stack.key_prefix}:device:{device_name}:alive", "1", ex=30)
+    started = time.monotonic()
+    reply = stack.request("POST", f"/devices/{device_name}/deactivate")
+    assert reply.status == 200 and reply.body["presence"] == "inactive"
+    assert time.monotonic() - started < 8.0
 
 
 def test_activate_clears_a_failure_and_tells_the_host(
