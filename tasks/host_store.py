@@ -68,6 +68,22 @@ def presence(active: str | None, reported: str | None, alive: bool) -> str:
     return ONLINE
 
 
+def presence_fields(client: redis.Redis, base: str) -> dict[str, Any]:
+    """`presence`, `error`, `online` and `last_seen` of the device whose mirror is `base`."""
+    pipe = client.pipeline(transaction=False)
+    pipe.hget(base, "active")
+    pipe.mget(f"{base}:presence", f"{base}:error", f"{base}:last_seen")
+    pipe.exists(f"{base}:alive")
+    active, (reported, error, last_seen), alive = pipe.execute()
+    shown = presence(text(active) if active else None, text(reported or b""), bool(alive))
+    return {
+        "presence": shown,
+        "error": text(error) if error else None,
+        "online": shown == ONLINE,
+        "last_seen": text(last_seen) if last_seen else None,
+    }
+
+
 class HostStore:
     """Reads of what the host agents announce, and the host sets the API keeps."""
 
@@ -149,4 +165,5 @@ __all__ = [
     "host_devices_key",
     "move_between_hosts",
     "presence",
+    "presence_fields",
 ]

@@ -23,7 +23,7 @@ from tasks.command_wait import CommandWait, longest_block_s
 from tasks.command_wait import decode_hash as _decode_hash
 from tasks.connections import send_and_read
 from tasks.errors import OutcomeUnknown
-from tasks.host_store import host_devices_key, move_between_hosts, presence
+from tasks.host_store import host_devices_key, move_between_hosts, presence_fields
 from tasks.lifecycle import ALLOWED, TERMINAL, DeviceState, State, device_state
 from tasks.messages import execute_message
 from tasks.queues import device_queue
@@ -227,9 +227,7 @@ class LiveStore:
                 )
             except redis.exceptions.NoScriptError:
                 # Refused before it ran: this Redis has not seen the script yet.
-                return send_and_read(
-                    connection, ("EVAL", self._source, 0, *args), reply_timeout_s
-                )
+                return send_and_read(connection, ("EVAL", self._source, 0, *args), reply_timeout_s)
         except OutcomeUnknown:
             # A reply may still arrive on this connection; it must not reach the next user.
             connection.disconnect()
@@ -352,21 +350,10 @@ class LiveStore:
     def device_status(self, device: str) -> dict[str, Any]:
         """Live fields of a device: state 0-3, queue depth, presence."""
         queued, inflight, responded = self.device_counts(device)
-        base = self.device_config_key(device)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.exists(f"{base}:alive")
-        pipe.get(f"{base}:last_seen")
-        pipe.hget(base, "active")
-        pipe.mget(f"{base}:presence", f"{base}:error")
-        alive, last_seen, active, (reported, error) = pipe.execute()
-        shown = presence(text(active) if active else None, text(reported or b""), bool(alive))
         return {
             "state": int(device_state(queued, inflight, responded)),
             "queue_depth": queued,
-            "presence": shown,
-            "error": text(error) if error else None,
-            "online": shown == "online",
-            "last_seen": last_seen.decode() if last_seen else None,
+            **presence_fields(self.redis, self.device_config_key(device)),
         }
 
     def device_busy(self, device: str) -> bool:
