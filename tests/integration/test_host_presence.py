@@ -7,8 +7,12 @@ import json
 import pytest
 import redis
 
+from config import Settings
+from tasks.db import registry
+from tasks.db.engine import make_engine, make_sessions, migrate
 from tasks.host_store import HostStore, host_devices_key
 from tasks.live_store import LiveStore
+from tasks.reaper import Reaper
 
 
 @pytest.fixture
@@ -121,3 +125,25 @@ def test_ports_are_read_as_the_agent_wrote_them(live: LiveStore) -> None:
     live.redis.set(f"{live.prefix}:host:pi-3:ports", "not json", ex=30)
     assert store.ports("pi-3") == []
     assert store.ports("pi-4") == []
+
+
+def test_the_reaper_rebuilds_host_sets_after_redis_lost_them(settings: Settings) -> None:
+    client = redis.Redis.from_url(str(settings.redis_url))
+    engine = make_engine(settings.sqlalchemy_url)
+    migrate(engine)
+    sessions = make_sessions(engine)
+    live = LiveStore(client, settings.key_prefix)
+    with sessions() as session, session.begin():
+        for name, host in (("dmm", "pi-3"), ("scope", "pi-3"), ("psu", None)):
+            values = registry.device_values(
+                registry.add_device(session, {"name": name, "address": "loop://", "host": host})
+            )
+            live.put_device_config(name, {k: values[k] for k in registry.WORKER_FIELDS})
+    # Redis loses the host set and one mirror, as after a restart without persistence.
+    client.delete(host_devices_key(live.prefix, "pi-3"), live.device_config_key("scope"))
+    Reaper(live, sessions).recover_from_ledger()
+    assert _members(live, "pi-3") == {"dmm", "scope"}
+    config = live.device_config("scope")
+    assert config is not None and config["host"] == "pi-3" and config["active"] is True
+    client.close()
+    engine.dispose()
