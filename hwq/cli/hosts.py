@@ -70,7 +70,7 @@ def list_hosts() -> None:
     "option_pairs",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Serial setting or allowance, e.g. parity=E stopbits=2 (repeatable); replaces them all.",
+    help="Serial setting or allowance, e.g. parity=E (repeatable); KEY=null removes one.",
 )
 def set_device(
     name: str,
@@ -86,12 +86,15 @@ def set_device(
         for k, v in {"address": address, "baudrate": baudrate, "codec": codec, "host": host}.items()
         if v is not None
     }
-    if option_pairs:
-        changes["options"] = parse_options(option_pairs)
-    if not changes:
+    if not changes and not option_pairs:
         raise click.UsageError("nothing to change: give --address, --baudrate, --codec, --host "
                                "or --options")  # fmt: skip
-    ApiClient.from_env().update_device(name, changes)
+    client = ApiClient.from_env()
+    if option_pairs:
+        # The options given change; the others stay as they are.
+        options = {**client.get_device(name).get("options", {}), **parse_options(option_pairs)}
+        changes["options"] = {k: v for k, v in options.items() if v is not None}
+    client.update_device(name, changes)
     click.echo(f"changed device {name}")
 
 

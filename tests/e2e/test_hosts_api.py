@@ -215,8 +215,15 @@ def test_options_are_checked_by_name(stack: Stack, device_name: str) -> None:
     assert _register(stack, device_name, options=good)["options"] == good
     bad = stack.request("PATCH", f"/devices/{device_name}", body={"options": {"parity": "X"}})
     assert bad.status == 422 and bad.body["errors"][0]["field"] == "options.parity"
-    _cli(stack, "devices", "set", device_name, "--options", "parity=O", "--options", "stopbits=2")
-    assert stack.device(device_name)["options"] == {"parity": "O", "stopbits": 2}
+    _cli(stack, "devices", "set", device_name, "--options", "parity=O", "--options", "python=null")
+    kept = {k: v for k, v in good.items() if k != "python"}
+    assert stack.device(device_name)["options"] == {**kept, "parity": "O"}
+    refused = subprocess.run(
+        [sys.executable, "-m", "hwq.cli", "devices", "set", device_name, "--options", "stopbits"],
+        env={**stack.env(), "HWQ_URL": stack.base, "HWQ_TOKEN": stack.admin_token},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode != 0 and "'stopbits' is not KEY=VALUE" in refused.stderr
 
 
 def test_roles(stack: Stack, device_name: str) -> None:
