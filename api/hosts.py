@@ -23,7 +23,13 @@ def list_hosts() -> dict[str, Any]:
 
 
 @bp.get("/hosts/<host>/ports")
-@documented("List a host's serial ports", response=PortList, errors=(404,))
+@documented(
+    "List a host's serial ports",
+    response=PortList,
+    errors=(404,),
+    notes="As its agent last announced them (none while it is offline), each with the hwq "
+    "device bound to it. 404 for a host that never announced itself and serves no device.",
+)
 @require_role("viewer")
 def host_ports(host: str) -> dict[str, Any]:
     """The serial ports the host's agent last announced, each with the device bound to it;
@@ -32,7 +38,13 @@ def host_ports(host: str) -> dict[str, Any]:
 
 
 @bp.post("/devices/<device:name>/activate")
-@documented("Activate a device", response=Device)
+@documented(
+    "Activate a device",
+    response=Device,
+    notes="Its host agent starts its worker, which opens the port; `presence` turns online "
+    "within seconds. A failed device gets a fresh start. Activating an active device changes "
+    "nothing.",
+)
 @require_role("admin")
 def activate_device(name: str) -> dict[str, Any]:
     """Open the device's connection: its host agent starts its worker, which opens the port.
@@ -41,7 +53,14 @@ def activate_device(name: str) -> dict[str, Any]:
 
 
 @bp.post("/devices/<device:name>/deactivate")
-@documented("Deactivate a device", response=Device)
+@documented(
+    "Deactivate a device",
+    response=Device,
+    notes="Its host agent stops its worker, which releases the port. While that agent runs, "
+    "the answer comes once the worker has stopped (10 s at most), so the port is free when it "
+    "does. Queued commands stay queued; new ones are still accepted (202). Deactivating an "
+    "inactive device changes nothing.",
+)
 @require_role("admin")
 def deactivate_device(name: str) -> dict[str, Any]:
     """Close the device's connection: its host agent stops its worker, which releases the
