@@ -238,3 +238,20 @@ def test_roles(stack: Stack, device_name: str) -> None:
         assert stack.request("POST", path, token=viewer).status == 403
         assert stack.request("POST", path, token="hwq_not-a-token").status == 401
     assert stack.request("POST", "/devices/no-such-device/activate").status == 404
+
+
+def test_rename_and_remove_are_refused_while_commands_wait(
+    stack: Stack, client: redis.Redis, device_name: str
+) -> None:
+    name = device_name
+    _register(stack, name, host="pi-8")
+    assert stack.request("POST", f"/devices/{name}/deactivate").status == 200
+    command = stack.submit(name, "*IDN?")
+    _syncs(stack, client, "pi-8")
+    assert stack.request("PATCH", f"/devices/{name}", body={"name": f"{name}-b"}).status == 409
+    assert stack.request("DELETE", f"/devices/{name}").status == 409
+    assert _syncs(stack, client, "pi-8") == []
+    assert stack.device(name)["queue_depth"] == 1
+    assert stack.request("POST", f"/commands/{command}/cancel").status == 200
+    assert stack.request("DELETE", f"/devices/{name}").status == 204
+    assert stack.request("GET", f"/devices/{name}").status == 404
