@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import redis
+import serial
 
 from bench.local_stack import Stack
 from tasks.celery_app import broker_key_prefix
@@ -255,3 +256,65 @@ def test_rename_and_remove_are_refused_while_commands_wait(
     assert stack.request("POST", f"/commands/{command}/cancel").status == 200
     assert stack.request("DELETE", f"/devices/{name}").status == 204
     assert stack.request("GET", f"/devices/{name}").status == 404
+
+
+class FakeAgent(threading.Thread):
+    """Does what a host agent does on `hwq.host_sync`: stops or starts the device's worker as
+    its mirror's `active` says."""
+
+    def __init__(self, stack: Stack, host: str) -> None:
+        super().__init__(daemon=True)
+        self.stack, self.host = stack, host
+        self.client = redis.Redis.from_url(stack.redis_url)
+        self.queue = broker_key_prefix(stack.key_prefix) + host_queue(host)
+        # When it asked the worker to stop.
+        self.stopping_at: float | None = None
+        self.running = True
+
+    def run(self) -> None:
+        while self.running:
+            popped = self.client.brpop([self.queue], timeout=1)
+            if popped is None:
+                continue
+            _, kwargs, _ = json.loads(base64.b64decode(json.loads(popped[1])["body"]))
+            name = kwargs["device"]
+            active = self.client.hget(f"{self.stack.key_prefix}:device:{name}", "active")
+            worker = f"device-{name}"
+            if active == b"0" and worker in self.stack.processes:
+                self.stopping_at = time.monotonic()
+                self.stack.stop(worker)
+            elif active == b"1" and worker not in self.stack.processes:
+                self.stack.spawn(worker, "device-worker", name, with_database=False)
+
+
+def test_deactivate_frees_the_port_and_activate_brings_the_device_back(
+    stack: Stack, client: redis.Redis, device_name: str
+) -> None:
+    name, host = device_name, f"agent-{device_name}"
+    stack.add_sim_device(name)
+    assert stack.request("PATCH", f"/devices/{name}", body={"host": host}).status == 200
+    client.hset(f"{stack.key_prefix}:host:{host}", mapping={"name": host, "last_seen": "now"})
+    client.expire(f"{stack.key_prefix}:host:{host}", 60)
+    agent = FakeAgent(stack, host)
+    agent.start()
+    try:
+        reply = stack.request("POST", f"/devices/{name}/deactivate")
+        answered = time.monotonic()
+        assert reply.status == 200 and reply.body["presence"] == "inactive", reply.body
+        assert agent.stopping_at is not None and agent.stopping_at <= answered
+        # The port is free: another program can take it at once, exclusively.
+        port = serial.serial_for_url(str(stack.home / "dev" / name), exclusive=True, timeout=1)
+        port.close()
+        # Commands wait meanwhile, and run once the device is active again.
+        command = stack.submit(name, "*IDN?")
+        assert stack.request("POST", f"/devices/{name}/activate").status == 200
+        # Polled here, not with stack.wait_for, which reads the processes the agent changes.
+        deadline = time.monotonic() + 60
+        while stack.device(name)["presence"] != "online":
+            assert time.monotonic() < deadline, "the worker did not come back"
+            time.sleep(0.2)
+        done = stack.wait(command)
+        assert done["state"] == "done" and done["response"]["text"].startswith("HWQ,SIM")
+    finally:
+        agent.running = False
+        agent.join(timeout=5)
