@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -67,22 +66,25 @@ class HostReads:
 
     def list_hosts(self) -> list[dict[str, Any]]:
         """Every host agent: `{name, online, last_seen, devices}`."""
-        return self.host_store.hosts()
+        by_host: dict[str, list[str]] = {}
+        for device in self._registered():
+            if device["host"]:
+                by_host.setdefault(device["host"], []).append(device["name"])
+        return self.host_store.hosts(by_host)
 
     def host_ports(self, host: str) -> list[dict[str, Any]]:
         """The ports a host last announced, each with the device bound to it; NotFound for a
         host that never announced itself and serves no device."""
         store = self.host_store
-        if not HOST_NAME_PATTERN.match(host) or not store.known(host):
+        devices = [d for d in self._registered() if d["host"] == host]
+        if not HOST_NAME_PATTERN.match(host) or not (devices or store.announced(host)):
             raise NotFound(f"no host named {host!r}")
-        return bind_ports(store.ports(host), list(self._devices_of(host)))
+        return bind_ports(store.ports(host), devices)
 
-    def _devices_of(self, host: str) -> Iterator[dict[str, Any]]:
+    def _registered(self) -> list[dict[str, Any]]:
+        # SQL, not the host sets: the registry is the truth the sets are rebuilt from.
         with self._session() as session:
-            rows = registry.list_devices(session)
-            values = [registry.device_values(row) for row in rows]
-        # Only a device of this host can be on this host's port.
-        yield from (v for v in values if v["host"] == host)
+            return [registry.device_values(row) for row in registry.list_devices(session)]
 
 
 __all__ = ["HostReads", "address_names_port", "bind_ports"]

@@ -91,32 +91,24 @@ class HostStore:
         self.redis = client
         self.prefix = prefix
 
-    def host_names(self) -> list[str]:
-        """Every host that announced itself or has a device, sorted."""
-        names = set(members(self.redis.smembers(hosts_key(self.prefix))))
-        pattern = host_devices_key(self.prefix, "*")
-        start, end = len(f"{self.prefix}:host:"), -len(":devices")
-        for key in self.redis.scan_iter(match=pattern, count=500):
-            names.add(text(key)[start:end])
-        return sorted(names)
-
-    def hosts(self) -> list[dict[str, Any]]:
-        """Every host: `{name, online, last_seen, devices}`, devices sorted."""
-        names = self.host_names()
+    def hosts(self, devices_by_host: dict[str, list[str]]) -> list[dict[str, Any]]:
+        """Every host that announced itself or has devices (`devices_by_host`, from the
+        registry): `{name, online, last_seen, devices}`, by name."""
+        announced = members(self.redis.smembers(hosts_key(self.prefix)))
+        names = sorted(set(announced) | set(devices_by_host))
         pipe = self.redis.pipeline(transaction=False)
         for name in names:
             pipe.hgetall(host_key(self.prefix, name))
-            pipe.smembers(host_devices_key(self.prefix, name))
-        replies = pipe.execute()
+        records = pipe.execute()
         items = []
-        for i, name in enumerate(names):
-            record = text_fields(replies[2 * i] or {})
+        for name, raw in zip(names, records, strict=True):
+            record = text_fields(raw or {})
             items.append(
                 {
                     "name": name,
                     "online": bool(record),
                     "last_seen": self._last_seen(name, record),
-                    "devices": sorted(members(replies[2 * i + 1])),
+                    "devices": sorted(devices_by_host.get(name, [])),
                 }
             )
         return items
@@ -130,13 +122,9 @@ class HostStore:
         kept = self.redis.get(key)
         return text(kept) if kept else None
 
-    def known(self, host: str) -> bool:
-        """Whether the host ever announced itself or has devices."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.sismember(hosts_key(self.prefix), host)
-        pipe.exists(host_devices_key(self.prefix, host))
-        announced, has_devices = pipe.execute()
-        return bool(announced or has_devices)
+    def announced(self, host: str) -> bool:
+        """Whether the host's agent ever announced itself."""
+        return bool(self.redis.sismember(hosts_key(self.prefix), host))
 
     def ports(self, host: str) -> list[dict[str, Any]]:
         """The ports the host last announced (none once its announcement expired)."""
@@ -149,10 +137,6 @@ class HostStore:
             log.warning("unreadable port list", extra={"host": host})
             return []
         return [port for port in ports if isinstance(port, dict)] if isinstance(ports, list) else []
-
-    def devices(self, host: str) -> list[str]:
-        """The names of the devices the host serves."""
-        return sorted(members(self.redis.smembers(host_devices_key(self.prefix, host))))
 
 
 __all__ = [

@@ -101,19 +101,18 @@ def test_hosts_list_agents_and_hosts_with_devices(live: LiveStore) -> None:
                  "pid": "42", "version": "0.1"},
     )  # fmt: skip
     live.redis.expire(f"{prefix}:host:pi-3", 30)
-    _register(live, "dmm", host="pi-3")
-    _register(live, "scope", host="lab-pc")
     store = HostStore(live.redis, prefix)
-    hosts = {h["name"]: h for h in store.hosts()}
+    registered = {"pi-3": ["dmm"], "lab-pc": ["scope"]}
+    hosts = {h["name"]: h for h in store.hosts(registered)}
     assert hosts["pi-3"] == {
         "name": "pi-3", "online": True, "last_seen": "2026-11-29T16:00:00Z", "devices": ["dmm"]
     }  # fmt: skip
     assert hosts["pi-9"]["online"] is False and hosts["pi-9"]["devices"] == []
     assert hosts["lab-pc"]["online"] is False and hosts["lab-pc"]["devices"] == ["scope"]
-    assert store.known("pi-9") and store.known("lab-pc") and not store.known("nowhere")
+    assert store.announced("pi-9") and not store.announced("lab-pc")
     # The agent goes away: it is offline, its last word kept.
     live.redis.delete(f"{prefix}:host:pi-3")
-    offline = {h["name"]: h for h in store.hosts()}["pi-3"]
+    offline = {h["name"]: h for h in store.hosts(registered)}["pi-3"]
     assert offline["online"] is False and offline["last_seen"] == "2026-11-29T16:00:00Z"
 
 
