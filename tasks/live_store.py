@@ -227,7 +227,9 @@ class LiveStore:
                 )
             except redis.exceptions.NoScriptError:
                 # Refused before it ran: this Redis has not seen the script yet.
-                return send_and_read(connection, ("EVAL", self._source, 0, *args), reply_timeout_s)
+                return send_and_read(
+                    connection, ("EVAL", self._source, 0, *args), reply_timeout_s
+                )
         except OutcomeUnknown:
             # A reply may still arrive on this connection; it must not reach the next user.
             connection.disconnect()
