@@ -14,6 +14,9 @@ from tasks.host_store import HostStore
 from tasks.live_store import LiveStore
 from tasks.queues import HOST_NAME_PATTERN
 
+# What the API shows of each port a host agent announces (the shared contract's fields).
+PORT_FIELDS = ("path", "by_id", "description", "hwid", "vid", "pid", "serial_number",
+               "location", "manufacturer", "product", "device")  # fmt: skip
 # usb:VID:PID[:SERIAL], as worker_host/port_address.py reads it on the host.
 _USB = re.compile(r"^usb:([0-9a-fA-F]{4}):([0-9a-fA-F]{4})(?::(.+))?$")
 
@@ -38,16 +41,19 @@ def address_names_port(address: str | None, port: dict[str, Any]) -> bool:
 
 
 def bind_ports(ports: list[dict[str, Any]], devices: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The ports with `device` filled: the agent's word first, else the first registered
-    device of that host whose address names the port, else null."""
+    """The ports with every contract field (null where the agent left one out) and `device`
+    filled: the agent's word first, else the first registered device of that host whose
+    address names the port, else null. An entry without a path is no port."""
     bound = []
     for port in ports:
+        if not isinstance(port.get("path"), str):
+            continue
         device = port.get("device")
         if not device:
             device = next(
                 (d["name"] for d in devices if address_names_port(d.get("address"), port)), None
             )
-        bound.append({**port, "device": device})
+        bound.append({**{field: port.get(field) for field in PORT_FIELDS}, "device": device})
     return bound
 
 

@@ -8,7 +8,6 @@ import pytest
 import serial
 
 from tasks.device_options import OptionError, SerialLine, check_options, serial_line
-from tasks.host_reads import address_names_port, bind_ports
 from worker_host.device_runtime import serial_transport
 from worker_host.transport import SerialTransport
 
@@ -60,35 +59,3 @@ def test_the_line_settings_reach_pyserial_when_the_port_opens() -> None:
         assert transport.read_some(1.0) == b"*IDN?\n"
     finally:
         transport.close()
-
-
-PORT = {"path": "/dev/ttyUSB1", "by_id": "/dev/serial/by-id/usb-FTDI_A10K3-if00-port0",
-        "vid": "0403", "pid": "6001", "serial_number": "A10K3", "device": None}  # fmt: skip
-
-
-@pytest.mark.parametrize(
-    ("address", "matches"),
-    [
-        ("/dev/ttyUSB1", True),
-        ("/dev/serial/by-id/usb-FTDI_A10K3-if00-port0", True),
-        ("usb:0403:6001", True),
-        ("usb:0403:6001:A10K3", True),
-        ("usb:0403:6001:a10k3", False),
-        ("usb:0403:6001:OTHER", False),
-        ("usb:0403:6015", False),
-        ("/dev/ttyUSB0", False),
-        ("loop://", False),
-        (None, False),
-    ],
-)
-def test_an_address_names_a_port_by_path_link_or_adapter(
-    address: str | None, matches: bool
-) -> None:
-    assert address_names_port(address, PORT) is matches
-
-
-def test_the_agents_binding_wins_and_unbound_ports_get_a_matching_device() -> None:
-    devices = [{"name": "dmm", "address": "usb:0403:6001:A10K3"}]
-    assert bind_ports([PORT], devices)[0]["device"] == "dmm"
-    assert bind_ports([{**PORT, "device": "psu"}], devices)[0]["device"] == "psu"
-    assert bind_ports([PORT], [])[0]["device"] is None
