@@ -109,13 +109,18 @@ class DeviceActivation:
         port while its host agent runs. Queued commands stay queued. A no-op if inactive."""
         values, changed = self._set_active(name, False)
         if changed:
-            host = values["host"]
-            self.host_sync.send([(host, name)])
-            # Only a running host agent stops workers: with none, waiting would free nothing.
-            agent = bool(host) and bool(self.live.redis.exists(host_key(self.live.prefix, host)))
-            released = self.wait_released(name, wait_s if agent else 0.0)
+            self.host_sync.send([(values["host"], name)])
+            released = self.wait_released(name, wait_s if self._agent_frees(values) else 0.0)
             log.info("device deactivated", extra={"device": name, "released": released})
         return self._device_view(values)
+
+    def _agent_frees(self, values: dict[str, Any]) -> bool:
+        """Whether a running host agent will stop the device's worker: with none (or for an
+        http-poll device, which has no worker), waiting would free nothing."""
+        host = values["host"]
+        if not host or values["transport"] != "serial":
+            return False
+        return bool(self.live.redis.exists(host_key(self.live.prefix, host)))
 
     def _set_active(self, name: str, active: bool) -> tuple[dict[str, Any], bool]:
         with self._write_session() as session:

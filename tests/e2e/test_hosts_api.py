@@ -142,6 +142,23 @@ def test_without_a_host_agent_deactivate_does_not_wait(
     assert time.monotonic() - started < 8.0
 
 
+def test_an_http_poll_device_is_deactivated_without_waiting(
+    stack: Stack, client: redis.Redis, device_name: str
+) -> None:
+    host = f"pi-{device_name}"
+    reply = stack.request("POST", "/devices", body={"name": device_name, "transport": "http-poll",
+                                                    "codec": "line", "host": host})  # fmt: skip
+    assert reply.status == 201, reply.body
+    # Its host agent runs, and the device polls (marking itself alive), but no worker exists.
+    client.hset(f"{stack.key_prefix}:host:{host}", mapping={"name": host, "last_seen": "now"})
+    client.expire(f"{stack.key_prefix}:host:{host}", 30)
+    client.set(f"{stack.key_prefix}:device:{device_name}:alive", "1", ex=30)
+    started = time.monotonic()
+    reply = stack.request("POST", f"/devices/{device_name}/deactivate")
+    assert reply.status == 200 and reply.body["presence"] == "inactive"
+    assert time.monotonic() - started < 8.0
+
+
 def test_activate_clears_a_failure_and_tells_the_host(
     stack: Stack, client: redis.Redis, device_name: str
 ) -> None:
