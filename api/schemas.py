@@ -80,7 +80,7 @@ def _checked_options(options: dict[str, Any]) -> dict[str, Any]:
     try:
         return check_options(options)
     except OptionError as e:
-        detail = PydanticCustomError("value_error", "{message}", {"message": e.message})
+        detail = PydanticCustomError("value_error", "{message}", {"message": str(e)})
         raise ValidationError.from_exception_data(
             "options",
             [InitErrorDetails(type=detail, loc=(e.option,), input=options.get(e.option))],

@@ -42,7 +42,6 @@ class OptionError(ValueError):
     def __init__(self, option: str, message: str) -> None:
         super().__init__(f"{option} {message}")
         self.option = option
-        self.message = message
 
 
 @dataclass(frozen=True)
