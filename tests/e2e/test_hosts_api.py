@@ -56,6 +56,21 @@ def _cli(stack: Stack, *args: str) -> str:
     return result.stdout
 
 
+def _agent_runs(stack: Stack, client: redis.Redis, host: str) -> None:
+    """Write the host agent's record, as a running agent keeps it fresh."""
+    client.hset(f"{stack.key_prefix}:host:{host}", mapping={"name": host, "last_seen": "now"})
+    client.expire(f"{stack.key_prefix}:host:{host}", 60)
+
+
+def _deactivate_without_waiting(stack: Stack, client: redis.Redis, name: str) -> None:
+    """With a worker marked alive that nobody will stop, deactivate answers at once."""
+    client.set(f"{stack.key_prefix}:device:{name}:alive", "1", ex=30)
+    started = time.monotonic()
+    reply = stack.request("POST", f"/devices/{name}/deactivate")
+    assert reply.status == 200 and reply.body["presence"] == "inactive"
+    assert time.monotonic() - started < 8.0
+
+
 def _register(stack: Stack, name: str, **fields: Any) -> dict[str, Any]:
     reply = stack.request("POST", "/devices", body={"name": name, "address": "loop://", **fields})
     assert reply.status == 201, reply.body
@@ -101,8 +116,7 @@ def test_deactivate_waits_for_the_worker_to_release_the_port(
     _register(stack, name, host="pi-5")
     _syncs(stack, client, "pi-5")
     # Its host agent runs (its record is fresh), and so does the device's worker.
-    client.hset(f"{stack.key_prefix}:host:pi-5", mapping={"name": "pi-5", "last_seen": "now"})
-    client.expire(f"{stack.key_prefix}:host:pi-5", 30)
+    _agent_runs(stack, client, "pi-5")
     alive = f"{stack.key_prefix}:device:{name}:alive"
     client.set(alive, "1", ex=30)
     client.set(f"{stack.key_prefix}:device:{name}:presence", "online", ex=30)
@@ -133,13 +147,9 @@ def test_deactivate_waits_for_the_worker_to_release_the_port(
 def test_without_a_host_agent_deactivate_does_not_wait(
     stack: Stack, client: redis.Redis, device_name: str
 ) -> None:
+    # No agent runs on its host to stop its worker.
     _register(stack, device_name, host="pi-gone")
-    # A worker nobody will stop: no agent runs on its host.
-    client.set(f"{stack.key_prefix}:device:{device_name}:alive", "1", ex=30)
-    started = time.monotonic()
-    reply = stack.request("POST", f"/devices/{device_name}/deactivate")
-    assert reply.status == 200 and reply.body["presence"] == "inactive"
-    assert time.monotonic() - started < 8.0
+    _deactivate_without_waiting(stack, client, device_name)
 
 
 def test_an_http_poll_device_is_deactivated_without_waiting(
@@ -150,13 +160,8 @@ def test_an_http_poll_device_is_deactivated_without_waiting(
                                                     "codec": "line", "host": host})  # fmt: skip
     assert reply.status == 201, reply.body
     # Its host agent runs, and the device polls (marking itself alive), but no worker exists.
-    client.hset(f"{stack.key_prefix}:host:{host}", mapping={"name": host, "last_seen": "now"})
-    client.expire(f"{stack.key_prefix}:host:{host}", 30)
-    client.set(f"{stack.key_prefix}:device:{device_name}:alive", "1", ex=30)
-    started = time.monotonic()
-    reply = stack.request("POST", f"/devices/{device_name}/deactivate")
-    assert reply.status == 200 and reply.body["presence"] == "inactive"
-    assert time.monotonic() - started < 8.0
+    _agent_runs(stack, client, host)
+    _deactivate_without_waiting(stack, client, device_name)
 
 
 def test_activate_clears_a_failure_and_tells_the_host(
@@ -310,8 +315,7 @@ def test_deactivate_frees_the_port_and_activate_brings_the_device_back(
     name, host = device_name, f"agent-{device_name}"
     stack.add_sim_device(name)
     assert stack.request("PATCH", f"/devices/{name}", body={"host": host}).status == 200
-    client.hset(f"{stack.key_prefix}:host:{host}", mapping={"name": host, "last_seen": "now"})
-    client.expire(f"{stack.key_prefix}:host:{host}", 60)
+    _agent_runs(stack, client, host)
     agent = FakeAgent(stack, host)
     agent.start()
     try:
