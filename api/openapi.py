@@ -58,6 +58,8 @@ class OperationDoc:
     other_responses: dict[int, type[BaseModel]] = field(default_factory=dict)
     # Request headers the operation reads, as OpenAPI parameter objects.
     headers: tuple[dict[str, Any], ...] = ()
+    # What a client should know beyond the summary, put before the role in the description.
+    notes: str | None = None
 
     def __call__(self, view: View) -> View:
         """Attach this description to a view: OperationDoc is used as a decorator."""
@@ -137,6 +139,8 @@ def _operation(
     errors = {422, 503, *doc.errors}
     if role:
         operation["description"] = f"Needs a bearer token with the {role} role or higher."
+        if doc.notes:
+            operation["description"] = f"{doc.notes} {operation['description']}"
         operation["security"] = [{"bearer": []}]
         operation["x-hwq-role"] = role
         errors |= {401, 403}

@@ -95,6 +95,24 @@ class ApiClient:
         """Remove a device from the registry."""
         self._call("DELETE", f"/devices/{_segment(name)}")
 
+    def activate_device(self, name: str) -> dict[str, Any]:
+        """Open a device's connection (admin)."""
+        return self._call("POST", f"/devices/{_segment(name)}/activate")
+
+    def deactivate_device(self, name: str) -> dict[str, Any]:
+        """Close a device's connection; returns once its port is released, 10 s at most."""
+        return self._call("POST", f"/devices/{_segment(name)}/deactivate")
+
+    # Hosts
+
+    def list_hosts(self) -> list[dict[str, Any]]:
+        """Every host agent, online or not, with its devices."""
+        return self._items("/hosts")
+
+    def host_ports(self, host: str) -> list[dict[str, Any]]:
+        """The serial ports a host agent sees."""
+        return self._items(f"/hosts/{_segment(host)}/ports")
+
     # Commands
 
     def submit(self, device: str, body: Mapping[str, Any]) -> dict[str, Any]:

@@ -25,6 +25,35 @@ MAX_SETTLE_S = 300.0
 
 CODECS = ("line", "raw", "frame")
 
+# Serial line settings beyond the baud rate, with pyserial's spellings: parity is one letter
+# (None, Even, Odd, Mark, Space), as pyserial and most instrument manuals write it.
+BYTESIZES = (5, 6, 7, 8)
+PARITIES = ("N", "E", "O", "M", "S")
+STOPBITS = (1, 1.5, 2)
+# Options that are true or false: flow control, and what the device allows.
+FLAG_OPTIONS = ("rtscts", "xonxoff", "raw_multiline", "python")
+# The options that decide how a port is opened; a change to one reopens it.
+SERIAL_LINE_OPTIONS = ("bytesize", "parity", "stopbits", "rtscts", "xonxoff")
+
+
+class OptionError(ValueError):
+    """A device option has a value hwq cannot use; `option` names it."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(f"{option} {message}")
+        self.option = option
+
+
+@dataclass(frozen=True)
+class SerialLine:
+    """How the port is opened besides its baud rate: pyserial's keyword arguments."""
+
+    bytesize: int = 8
+    parity: str = "N"
+    stopbits: float = 1
+    rtscts: bool = False
+    xonxoff: bool = False
+
 
 @dataclass(frozen=True)
 class DeviceProfile:
@@ -39,16 +68,39 @@ class DeviceProfile:
 
 
 def check_options(options: dict[str, Any]) -> dict[str, Any]:
-    """Return `options` if the ones hwq knows have valid values; ValueError naming one if not."""
+    """Return `options` if the ones hwq knows have valid values; OptionError naming one if not."""
     ending = options.get("line_ending", DEFAULT_LINE_ENDING)
     if ending not in LINE_ENDINGS:
-        raise ValueError('line_ending must be "\\n", "\\r\\n" or "\\r"')
+        raise OptionError("line_ending", 'must be "\\n", "\\r\\n" or "\\r"')
     _number(options, "idle_ms", DEFAULT_IDLE_MS, 1, MAX_IDLE_MS, integer=True)
     _number(options, "settle_s", DEFAULT_SETTLE_S, 0, MAX_SETTLE_S, integer=False)
-    for name in ("raw_multiline", "python"):
-        if not isinstance(options.get(name, False), bool):
-            raise ValueError(f"{name} must be true or false")
+    for flag in FLAG_OPTIONS:
+        if not isinstance(options.get(flag, False), bool):
+            raise OptionError(flag, "must be true or false")
+    serial_line(options)
     return options
+
+
+def serial_line(options: dict[str, Any]) -> SerialLine:
+    """The serial line settings of a device's options; OptionError naming a bad one."""
+    line = SerialLine()
+    bytesize = options.get("bytesize", line.bytesize)
+    if isinstance(bytesize, bool) or bytesize not in BYTESIZES:
+        raise OptionError("bytesize", f"must be 5, 6, 7 or 8, got {bytesize!r}")
+    parity = options.get("parity", line.parity)
+    if parity not in PARITIES:
+        letters = '"N", "E", "O", "M" or "S" (none, even, odd, mark, space)'
+        raise OptionError("parity", f"must be {letters}, got {parity!r}")
+    stopbits = options.get("stopbits", line.stopbits)
+    if isinstance(stopbits, bool) or stopbits not in STOPBITS:
+        raise OptionError("stopbits", f"must be 1, 1.5 or 2, got {stopbits!r}")
+    return SerialLine(
+        bytesize=int(bytesize),
+        parity=str(parity),
+        stopbits=float(stopbits) if stopbits == 1.5 else int(stopbits),
+        rtscts=bool(options.get("rtscts", False)),
+        xonxoff=bool(options.get("xonxoff", False)),
+    )
 
 
 def device_profile(config: dict[str, Any]) -> DeviceProfile:
@@ -73,5 +125,5 @@ def _number(
     number = isinstance(value, int) or (isinstance(value, float) and not integer)
     if isinstance(value, bool) or not number or not low <= value <= high:
         what = "an integer" if integer else "a number"
-        raise ValueError(f"{name} must be {what} from {low:g} to {high:g}, got {value!r}")
+        raise OptionError(name, f"must be {what} from {low:g} to {high:g}, got {value!r}")
     return float(value)

@@ -23,6 +23,7 @@ from tasks.command_wait import CommandWait, longest_block_s
 from tasks.command_wait import decode_hash as _decode_hash
 from tasks.connections import send_and_read
 from tasks.errors import OutcomeUnknown
+from tasks.host_store import host_devices_key, move_between_hosts, presence_fields
 from tasks.lifecycle import ALLOWED, TERMINAL, DeviceState, State, device_state
 from tasks.messages import execute_message
 from tasks.queues import device_queue
@@ -351,15 +352,10 @@ class LiveStore:
     def device_status(self, device: str) -> dict[str, Any]:
         """Live fields of a device: state 0-3, queue depth, presence."""
         queued, inflight, responded = self.device_counts(device)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.exists(f"{self.device_config_key(device)}:alive")
-        pipe.get(f"{self.device_config_key(device)}:last_seen")
-        alive, last_seen = pipe.execute()
         return {
             "state": int(device_state(queued, inflight, responded)),
             "queue_depth": queued,
-            "online": bool(alive),
-            "last_seen": last_seen.decode() if last_seen else None,
+            **presence_fields(self.redis, self.device_config_key(device)),
         }
 
     def device_busy(self, device: str) -> bool:
@@ -368,9 +364,13 @@ class LiveStore:
         return bool(queued or inflight)
 
     def put_device_config(self, device: str, config: dict[str, Any]) -> None:
-        """Mirror a device's settings for its worker."""
+        """Mirror a device's settings for its worker, and keep it in its host's set only."""
         key = self.device_config_key(device)
+        old_host = self.redis.hget(key, "host")
         pipe = self.redis.pipeline()
+        move_between_hosts(
+            pipe, self.prefix, device, text(old_host or b""), config.get("host") or None
+        )
         pipe.delete(key)
         flat: dict[FieldT, EncodableT] = {
             k: v for k, v in to_redis_fields(config).items() if k != "options"
@@ -388,15 +388,22 @@ class LiveStore:
         config: dict[str, Any] = dict(values)
         config["baudrate"] = int(values.get("baudrate") or 115200)
         config["options"] = json.loads(values.get("options") or "{}")
+        # A mirror written before devices could be deactivated holds no `active`.
+        config["active"] = values.get("active") != "0"
         return config
 
     def forget_device(self, device: str) -> None:
-        """Drop a device's mirror and live sets."""
+        """Drop a device's mirror, its presence, its live sets and its place in its host's set."""
         base = self.device_config_key(device)
+        host = self.redis.hget(base, "host")
+        if host:
+            self.redis.srem(host_devices_key(self.prefix, text(host)), device)
         self.redis.delete(
             base,
             f"{base}:alive",
             f"{base}:last_seen",
+            f"{base}:presence",
+            f"{base}:error",
             self.rx_key(device),
             *(self.device_set_key(device, which) for which in ("queued", "inflight", "responded")),
         )

@@ -18,7 +18,7 @@ from celery import Celery
 from tasks.analysis import MANUAL
 from tasks.celery_app import ANALYZE_TASK, PUBLISH_RETRY_POLICY
 from tasks.command_values import CommandChanges, CommandValues
-from tasks.device_options import DeviceProfile, device_profile
+from tasks.device_options import SERIAL_LINE_OPTIONS, DeviceProfile, device_profile, serial_line
 from tasks.errors import DeviceError, ReplyTimeout
 from tasks.lifecycle import State
 from tasks.live_store import LiveStore, TransitionResult
@@ -112,7 +112,7 @@ class DeviceRuntime:
         return config
 
     def _exchange_for(self, config: dict[str, Any], current: str | None) -> DeviceExchange:
-        settings = tuple(config.get(k) for k in _PORT_SETTINGS)
+        settings = (*(config.get(k) for k in _PORT_SETTINGS), _line_settings(config))
         if self._exchange is None or settings != self._port_settings:
             if self._exchange is not None:
                 self._exchange.transport.close()
@@ -394,4 +394,14 @@ def serial_transport(config: dict[str, Any]) -> Transport:
         address = PortAddress.parse(str(config["address"]))
     except ValueError as e:
         raise DeviceError(f"device {config.get('name')} has a bad address: {e}") from None
-    return SerialTransport(address, int(config.get("baudrate") or 0))
+    try:
+        line = serial_line(config.get("options") or {})
+    except ValueError as e:
+        raise DeviceError(f"device {config.get('name')} has a bad serial setting: {e}") from None
+    return SerialTransport(address, int(config.get("baudrate") or 0), line)
+
+
+def _line_settings(config: dict[str, Any]) -> object:
+    """The options that decide how the port is opened: a change reopens it."""
+    options = config.get("options") or {}
+    return tuple(options.get(k) for k in SERIAL_LINE_OPTIONS)

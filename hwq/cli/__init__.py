@@ -25,9 +25,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from hwq.cli import client, roles, up
+    from hwq.cli import client, hosts, roles, up
 
-    for module in (roles, client, up):
+    for module in (roles, client, up, hosts):
         for command in module.COMMANDS:
             main.add_command(command)
 

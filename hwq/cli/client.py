@@ -36,7 +36,9 @@ SHORT_PAYLOAD_CHARS = 32
 FRAME_COMMAND_IDS = range(0, 256)
 INT32 = range(-(2**31), 2**31)
 
-DEVICE_COLUMNS = ("name", "transport", "address", "codec", "online", "state", "queue_depth")
+DEVICE_COLUMNS = (
+    "name", "transport", "address", "codec", "host", "presence", "state", "queue_depth"
+)  # fmt: skip
 COMMAND_COLUMNS = ("id", "device", "state", "kind", "created_at", "payload")
 EVENT_COLUMNS = ("state", "at", "detail")
 
@@ -353,14 +355,28 @@ def show_device(name: str) -> None:
 )
 @click.option("--baudrate", type=int, help="Serial speed [API: 115200].")
 @click.option("--codec", type=click.Choice(["line", "raw", "frame"]), help="[API: line]")
+@click.option("--host", help="The host agent that serves it [API: the API's machine].")
+@click.option("--options", "option_pairs", multiple=True, metavar="KEY=VALUE",
+              help="Serial setting or allowance, e.g. parity=E (repeatable).")  # fmt: skip
 def add_device(
-    name: str, address: str | None, transport: str, baudrate: int | None, codec: str | None
+    name: str,
+    address: str | None,
+    transport: str,
+    baudrate: int | None,
+    codec: str | None,
+    host: str | None,
+    option_pairs: tuple[str, ...],
 ) -> None:
     """Register device NAME."""
+    from hwq.cli.hosts import parse_options
+
     if transport == "serial" and not address:
         raise click.UsageError("a serial device needs --address (a port or pyserial URL)")
     spec: dict[str, object] = {"name": name, "transport": transport, "address": address}
-    spec.update({k: v for k, v in {"baudrate": baudrate, "codec": codec}.items() if v is not None})
+    spec.update({k: v for k, v in {"baudrate": baudrate, "codec": codec, "host": host}.items()
+                 if v is not None})  # fmt: skip
+    if option_pairs:
+        spec["options"] = parse_options(option_pairs)
     device = ApiClient.from_env().register_device(spec)
     click.echo(f"added device {device.get('name', name)}")
 
