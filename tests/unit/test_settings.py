@@ -158,6 +158,7 @@ def test_celery_gets_the_redis_url_in_kombus_spelling(redis_url: str, celery_url
         ("HWQ_LOG_JSON", "no", "log_json", False),
         ("HWQ_LOG_JSON", "Off", "log_json", False),
         ("HWQ_PIN_CPU", "true", "pin_cpu", True),
+        ("HWQ_METRICS", "true", "metrics", True),
     ],
 )
 def test_each_variable_is_parsed(variable: str, raw: str, attribute: str, expected: Any) -> None:
@@ -191,6 +192,7 @@ def test_every_field_has_a_variable() -> None:
         "HWQ_LOG_LEVEL": "ERROR",
         "HWQ_LOG_JSON": "true",
         "HWQ_PIN_CPU": "yes",
+        "HWQ_METRICS": "on",
     }
     assert {f"HWQ_{f.name.upper()}" for f in dataclasses.fields(Settings)} == set(environ)
     settings = load_settings(environ=environ)
@@ -250,6 +252,7 @@ def test_environ_argument_is_used_instead_of_the_process_environment(
         ("HWQ_LOG_JSON", "maybe"),
         ("HWQ_LOG_JSON", "2"),
         ("HWQ_PIN_CPU", "sometimes"),
+        ("HWQ_METRICS", "maybe"),
         ("HWQ_SQLITE_LOCK_TIMEOUT_S", "0"),
         ("HWQ_SQLITE_LOCK_TIMEOUT_S", "forever"),
     ],
