@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import redis
 
 from bench.local_stack import Stack, running_stack
 from hwq import AsyncClient, Client
@@ -207,3 +208,30 @@ def test_queue_full_payload_too_large_and_unavailable(
                 accepted = other.run(device_name, "*IDN?", wait=5)
                 assert accepted.state == "queued"
                 holder.join(timeout=30)
+
+
+def test_stream_yields_the_devices_live_events_after_since(
+    stack: Stack, client: Client, device_name: str, redis_url: str
+) -> None:
+    """Against the stream contract (`P:stream:<name>`, SSE per DESIGN §9)."""
+    paths = stack.request("GET", "/openapi.json").body["paths"]
+    if "/api/v1/devices/{name}/stream" not in paths:
+        pytest.skip("needs the stream route GET /devices/{name}/stream (not in this build)")
+    stack.add_sim_device(device_name, worker=False)
+    store = redis.Redis.from_url(redis_url)
+    key = f"{stack.key_prefix}:stream:{device_name}"
+    at = "2026-01-01T00:00:00Z"
+    first = store.xadd(key, {"kind": "rx", "at": at, "data": b"before\n", "command_id": ""})
+    store.xadd(key, {"kind": "rx", "at": at, "data": b"hello\n", "command_id": ""})
+    store.xadd(key, {"kind": "presence", "at": at, "data": b'{"presence": "online"}',
+                     "command_id": ""})  # fmt: skip
+    store.close()
+
+    events = []
+    for event in client.stream(device_name, since=first.decode()):
+        events.append(event)
+        if len(events) == 2:
+            break
+
+    assert (events[0].kind, events[0].data, events[0].text) == ("rx", b"hello\n", "hello\n")
+    assert events[1].kind == "presence" and events[1].fields["presence"] == "online"
