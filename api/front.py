@@ -251,6 +251,11 @@ class Front:
             # The command is accepted already: past a cap it is answered as it stands (202),
             # never refused, and the client waits with GET ?wait as it would after a 202.
             return command
+        except redis.RedisError as e:
+            # Likewise when Redis fails mid-wait: a problem here would read as "not accepted".
+            log.warning("submission's wait cut short", extra={"command_id": command["id"],
+                                                             "error": str(e)})  # fmt: skip
+            return command
         return command if values is None else public_view(values)
 
     async def _run_app(self, request: Incoming, body: bytes, send: Send, close: bool) -> None:

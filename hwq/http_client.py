@@ -98,9 +98,14 @@ class ApiClient:
 
     # Commands
 
-    def submit(self, device: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        """Queue a command on a device; returns the new command."""
-        return self._call("POST", f"/devices/{segment(device)}/commands", body=dict(body))
+    def submit(
+        self, device: str, body: Mapping[str, Any], wait: float | None = None
+    ) -> dict[str, Any]:
+        """Queue a command on a device; returns the new command, or with `wait` (0–60 s) the
+        command once it settles or as it stands after that many seconds."""
+        path = f"/devices/{segment(device)}/commands"
+        query = None if not wait else {"wait": wait}
+        return self._call("POST", path, body=dict(body), query=query, hold_s=wait)
 
     def get_command(self, command_id: str, wait: float | None = None) -> dict[str, Any]:
         """A command; with `wait` (0–60 s), once it settles or after that many seconds."""
