@@ -2,7 +2,8 @@
 the same kind of simulator on a pty, and the same HTTP client (one kept-alive
 requests.Session each).
 
-Four sides take turns in blocks, as in bench/latency.py:
+Four sides take turns in blocks of 100, as in bench/latency.py, each block starting with
+the next side; hwq's deferred work settles after each of its turns, so it counts in hwq's time:
 - `handbuilt`: POST /query to the gunicorn-served Flask endpoint that waits on Celery;
 - `hwq_client_run`: `hwq.Client.run()`, the Python client (one request: POST ?wait);
 - `hwq_post_wait`: requests doing POST /devices/{name}/commands?wait=10;
@@ -153,9 +154,12 @@ def run(quick: bool = False, rounds: int | None = None) -> dict[str, Any]:
                     hwq_session, base, "peer0", n
                 ),
             }
-            for start in range(0, rounds, BLOCK):
+            for block, start in enumerate(range(0, rounds, BLOCK)):
                 numbers = range(start, min(rounds, start + BLOCK))
-                for name, round_trips in turns.items():
+                # Each block starts with the next side, so no side always follows the same one.
+                order = SIDES[block % len(SIDES) :] + SIDES[: block % len(SIDES)]
+                for name in order:
+                    round_trips = turns[name]
                     round_trips(range(WARMUP_PER_TURN))
                     samples[name] += round_trips(numbers)
                     if name.startswith("hwq"):
