@@ -141,6 +141,18 @@ class AsyncClient(ClientBase):
         """One device."""
         return await self.call(self.routes.device(name))
 
+    async def add_device(self, name: str, **spec: Any) -> Device:
+        """Register a device (admin): transport, address, baudrate, codec, options, host."""
+        return await self.call(self.routes.add_device({"name": name, **spec}))
+
+    async def update_device(self, name: str, **changes: Any) -> Device:
+        """Change a device's settings, or rename it with `name=` (admin)."""
+        return await self.call(self.routes.update_device(name, changes))
+
+    async def remove_device(self, name: str) -> None:
+        """Forget a device (admin)."""
+        await self.call(self.routes.remove_device(name))
+
     async def activate(self, name: str) -> Device:
         """Open the device's connection (admin)."""
         return await self.call(self.routes.set_active(name, True))
@@ -160,6 +172,10 @@ class AsyncClient(ClientBase):
     async def tokens(self) -> list[Token]:
         """Every token, without its secret (admin)."""
         return await self.call(self.routes.tokens())
+
+    async def revoke_token(self, token_id: int) -> None:
+        """Revoke a token at once on every API process (admin)."""
+        await self.call(self.routes.revoke_token(token_id))
 
     # live output
 

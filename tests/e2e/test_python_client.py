@@ -235,3 +235,15 @@ def test_stream_yields_the_devices_live_events_after_since(
 
     assert (events[0].kind, events[0].data, events[0].text) == ("rx", b"hello\n", "hello\n")
     assert events[1].kind == "presence" and events[1].fields["presence"] == "online"
+
+
+def test_the_registry_calls(client: Client, device_name: str) -> None:
+    added = client.add_device(device_name, address="loop://", baudrate=9600)
+    assert (added.name, added.address, added.baudrate) == (device_name, "loop://", 9600)
+    assert client.update_device(device_name, baudrate=19200).baudrate == 19200
+    with pytest.raises(Conflict):
+        client.add_device(device_name, address="loop://")
+    client.remove_device(device_name)
+    with pytest.raises(NotFound):
+        client.device(device_name)
+    assert any(t.name == "e2e" and t.role == "admin" for t in client.tokens())
