@@ -121,52 +121,42 @@ class Routes:
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
 
-    def _answer(self, method: str, path: str) -> Answer:
-        return Answer(self.base_url, f"{method} {path}")
-
-    def _call(self, method: str, path: str, read: str, build: Any = None, **kw: Any) -> Call[Any]:
-        answer = self._answer(method, path)
-        readers: dict[str, Callable[[Any], Any]] = {
-            "obj": answer.obj,
-            "none": lambda _body: None,
-        }
-        reader = (
-            readers[read]
-            if build is None
-            else (answer.models(build) if read == "models" else answer.model(build))
-        )
-        return Call(method, path, reader, **kw)
+    def _call(
+        self, method: str, path: str, reader: Callable[[Answer], Callable[[Any], T]], **kw: Any
+    ) -> Call[T]:
+        """A Call whose answer `reader` reads, given the Answer readers of this route."""
+        return Call(method, path, reader(Answer(self.base_url, f"{method} {path}")), **kw)
 
     # health and devices
 
     def health(self) -> Call[dict[str, Any]]:
-        return self._call("GET", "/health", "obj")
+        return self._call("GET", "/health", _object)
 
     def devices(self) -> Call[list[Device]]:
-        return self._call("GET", "/devices", "models", Device.from_json)
+        return self._call("GET", "/devices", _models(Device.from_json))
 
     def device(self, name: str) -> Call[Device]:
-        return self._call("GET", f"/devices/{segment(name)}", "model", Device.from_json)
+        return self._call("GET", f"/devices/{segment(name)}", _model(Device.from_json))
 
     def add_device(self, spec: Mapping[str, Any]) -> Call[Device]:
-        return self._call("POST", "/devices", "model", Device.from_json, body=dict(spec))
+        return self._call("POST", "/devices", _model(Device.from_json), body=dict(spec))
 
     def update_device(self, name: str, changes: Mapping[str, Any]) -> Call[Device]:
         path = f"/devices/{segment(name)}"
-        return self._call("PATCH", path, "model", Device.from_json, body=dict(changes))
+        return self._call("PATCH", path, _model(Device.from_json), body=dict(changes))
 
     def remove_device(self, name: str) -> Call[None]:
-        return self._call("DELETE", f"/devices/{segment(name)}", "none")
+        return self._call("DELETE", f"/devices/{segment(name)}", _nothing)
 
     def set_active(self, name: str, active: bool) -> Call[Device]:
         action = "activate" if active else "deactivate"
-        return self._call("POST", f"/devices/{segment(name)}/{action}", "model", Device.from_json)
+        return self._call("POST", f"/devices/{segment(name)}/{action}", _model(Device.from_json))
 
     def hosts(self) -> Call[list[Host]]:
-        return self._call("GET", "/hosts", "models", Host.from_json)
+        return self._call("GET", "/hosts", _models(Host.from_json))
 
     def ports(self, host: str) -> Call[list[Port]]:
-        return self._call("GET", f"/hosts/{segment(host)}/ports", "models", Port.from_json)
+        return self._call("GET", f"/hosts/{segment(host)}/ports", _models(Port.from_json))
 
     # commands
 
@@ -179,13 +169,13 @@ class Routes:
     ) -> Call[Command]:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         return self._call(
-            "POST", f"/devices/{segment(device)}/commands", "model", Command.from_json,
+            "POST", f"/devices/{segment(device)}/commands", _model(Command.from_json),
             body=dict(request), query={"wait": wait}, headers=headers, hold_s=wait or 0.0,
         )  # fmt: skip
 
     def get(self, command_id: str, wait: float | None = None) -> Call[Command]:
         return self._call(
-            "GET", f"/commands/{segment(command_id)}", "model", Command.from_json,
+            "GET", f"/commands/{segment(command_id)}", _model(Command.from_json),
             query={"wait": wait}, hold_s=wait or 0.0,
         )  # fmt: skip
 
@@ -193,27 +183,43 @@ class Routes:
         self, device: str | None, state: str | None, limit: int | None, cursor: str | None
     ) -> Call[Page]:
         query = {"device": device, "state": state, "limit": limit, "cursor": cursor}
-        return self._call("GET", "/commands", "model", Page.from_json, query=query)
+        return self._call("GET", "/commands", _model(Page.from_json), query=query)
 
     def cancel(self, command_id: str) -> Call[Command]:
         path = f"/commands/{segment(command_id)}/cancel"
-        return self._call("POST", path, "model", Command.from_json)
+        return self._call("POST", path, _model(Command.from_json))
 
     def analyse(self, command_id: str, value: object) -> Call[Command]:
         path = f"/commands/{segment(command_id)}/analysis"
-        return self._call("POST", path, "model", Command.from_json, body={"value": value})
+        return self._call("POST", path, _model(Command.from_json), body={"value": value})
 
     def events(self, command_id: str) -> Call[list[Event]]:
-        return self._call("GET", f"/commands/{segment(command_id)}/events", "models",
-                          Event.from_json)  # fmt: skip
+        path = f"/commands/{segment(command_id)}/events"
+        return self._call("GET", path, _models(Event.from_json))
 
     # tokens
 
     def tokens(self) -> Call[list[Token]]:
-        return self._call("GET", "/tokens", "models", Token.from_json)
+        return self._call("GET", "/tokens", _models(Token.from_json))
 
     def revoke_token(self, token_id: int) -> Call[None]:
-        return self._call("DELETE", f"/tokens/{int(token_id)}", "none")
+        return self._call("DELETE", f"/tokens/{int(token_id)}", _nothing)
+
+
+def _object(answer: Answer) -> Callable[[Any], dict[str, Any]]:
+    return answer.obj
+
+
+def _nothing(_answer: Answer) -> Callable[[Any], None]:
+    return lambda _body: None
+
+
+def _model(build: Callable[[dict[str, Any]], T]) -> Callable[[Answer], Callable[[Any], T]]:
+    return lambda answer: answer.model(build)
+
+
+def _models(build: Callable[[dict[str, Any]], T]) -> Callable[[Answer], Callable[[Any], list[T]]]:
+    return lambda answer: answer.models(build)
 
 
 def command_request(
