@@ -181,16 +181,16 @@ class AsyncClient(ClientBase):
 
     async def stream(self, device: str, since: str | None = None) -> AsyncIterator[StreamEvent]:
         """The device's live events as they come, after stream id `since` if given."""
-        options = self._stream_options(device, since)
+        call = self.routes.stream(device, since)
         try:
-            async with self._http.stream(**options) as answer:
+            async with self._http.stream(**self._stream_options(call)) as answer:
                 if answer.status_code >= 400:
                     await answer.aread()
-                    decode_answer(self.base_url, "GET stream", answer.status_code, answer.content)
+                    decode_answer(self.base_url, call.path, answer.status_code, answer.content)
                 parser = SseParser()
                 async for line in answer.aiter_lines():
                     event = parser.feed(line)
                     if event is not None:
                         yield event
         except httpx.HTTPError as e:
-            raise self._transport_error(self.routes.device(device), e) from None
+            raise self._transport_error(call, e) from None

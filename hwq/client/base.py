@@ -61,12 +61,9 @@ class ClientBase:
             options["headers"] = dict(call.headers)
         return options
 
-    def _stream_options(self, device: str, since: str | None) -> dict[str, Any]:
-        options = self._request_options(self.routes.device(device))
-        options["url"] += "/stream"
-        options["headers"] = {"Accept": "text/event-stream"}
-        if since:
-            options["headers"]["Last-Event-ID"] = since
+    def _stream_options(self, call: Call[Any]) -> dict[str, Any]:
+        """httpx's arguments for a live stream: silent up to its keep-alive, never longer."""
+        options = self._request_options(call)
         options["timeout"] = httpx.Timeout(self.timeout, read=STREAM_READ_TIMEOUT_S)
         return options
 

@@ -152,6 +152,13 @@ class Routes:
         action = "activate" if active else "deactivate"
         return self._call("POST", f"/devices/{segment(name)}/{action}", _model(Device.from_json))
 
+    def stream(self, name: str, since: str | None) -> Call[None]:
+        """The device's live stream; its body is read as events, not by the Call."""
+        headers = {"Accept": "text/event-stream"}
+        if since:
+            headers["Last-Event-ID"] = since
+        return self._call("GET", f"/devices/{segment(name)}/stream", _nothing, headers=headers)
+
     def hosts(self) -> Call[list[Host]]:
         return self._call("GET", "/hosts", _models(Host.from_json))
 

@@ -187,16 +187,16 @@ class Client(ClientBase):
     def stream(self, device: str, since: str | None = None) -> Iterator[StreamEvent]:
         """The device's live events (DESIGN §9) as they come, after stream id `since` if
         given; runs until the caller stops iterating or the connection ends."""
-        options = self._stream_options(device, since)
+        call = self.routes.stream(device, since)
         try:
-            with self._http.stream(**options) as answer:
+            with self._http.stream(**self._stream_options(call)) as answer:
                 if answer.status_code >= 400:
                     answer.read()
-                    decode_answer(self.base_url, "GET stream", answer.status_code, answer.content)
+                    decode_answer(self.base_url, call.path, answer.status_code, answer.content)
                 parser = SseParser()
                 for line in answer.iter_lines():
                     event = parser.feed(line)
                     if event is not None:
                         yield event
         except httpx.HTTPError as e:
-            raise self._transport_error(self.routes.device(device), e) from None
+            raise self._transport_error(call, e) from None

@@ -247,3 +247,8 @@ def test_the_registry_calls(client: Client, device_name: str) -> None:
     with pytest.raises(NotFound):
         client.device(device_name)
     assert any(t.name == "e2e" and t.role == "admin" for t in client.tokens())
+
+
+def test_a_stream_of_an_unknown_device_is_not_found(client: Client) -> None:
+    with pytest.raises(NotFound):
+        next(iter(client.stream("no-such-device")))
