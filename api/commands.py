@@ -10,14 +10,10 @@ from api.auth import current_principal, require_role
 from api.context import hwq_service
 from api.inputs import IDEMPOTENCY_KEY_PARAMETER, idempotency_key, json_body, query_args
 from api.openapi import documented
-from api.request_log import note
+from api.request_log import FRONT_HOLDS_SUBMIT_WAIT, note
 from api.responses import Command, CommandEventList, CommandList, SettledCommand
 from api.schemas import AnalysisSubmit, CommandListQuery, CommandSubmit, CommandWaitQuery
 from tasks.lifecycle import is_settled_for_wait
-
-# Set in the environ by the front door (api/front.py) when it holds a submission's `?wait`
-# itself: the view then answers at once and frees its thread.
-FRONT_HOLDS_SUBMIT_WAIT = "hwq.front_holds_submit_wait"
 
 bp = Blueprint("commands", __name__)
 

@@ -30,12 +30,12 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestTimeout
 
 from api.auth import PRINCIPAL_ENVIRON_KEY, ROLE_ATTRIBUTE, bearer_token, check_role
-from api.commands import FRONT_HOLDS_SUBMIT_WAIT, submitted_status
+from api.commands import submitted_status
 from api.context import EXTENSION_KEY
 from api.held_waits import ClientGone, HeldWaits, WaitRefused, unless_client_leaves
 from api.inputs import too_large
 from api.problems import problem_for
-from api.request_log import STARTED_ENVIRON_KEY, log_request
+from api.request_log import FRONT_HOLDS_SUBMIT_WAIT, STARTED_ENVIRON_KEY, log_request
 from api.schemas import CommandWaitQuery
 from api.wsgi_bridge import WsgiBridge, wsgi_environ
 from config import Settings
