@@ -112,6 +112,11 @@ class Command(BaseModel):
     finished_at: str | None
 
 
+class SettledCommand(Command):
+    """The command, settled (terminal, or responded and waiting for manual analysis) within
+    the submission's `wait`."""
+
+
 class CommandList(BaseModel):
     """A page of command history, newest first."""
 

@@ -92,6 +92,8 @@ class Settings:
     # under a CPU quota, or with several hwq installs on one machine, every central process
     # would share one core. A tuning knob for a machine that runs hwq alone.
     pin_cpu: bool = False
+    # Serve Prometheus metrics at /metrics (api/metrics.py); off, the route answers 404.
+    metrics: bool = False
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -240,6 +242,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "log_level": _parse_log_level,
     "log_json": _parse_bool,
     "pin_cpu": _parse_bool,
+    "metrics": _parse_bool,
 }
 
 

@@ -307,10 +307,16 @@ def run(
     if analysis is not None:
         body["analysis"] = analysis
     client = ApiClient.from_env()
-    command = client.submit(device, body)
     if wait is None:
         wait = (timeout or DEFAULT_COMMAND_TIMEOUT_S) + RUN_WAIT_MARGIN_S
-    command = wait_for_command(client, command, wait, progress=_stderr_is_tty())
+    progress = _stderr_is_tty()
+    started = time.monotonic()
+    # Submitted and waited for in one request; a command that takes longer is followed below.
+    command = client.submit(
+        device, body, wait=min(wait, PROGRESS_AFTER_S if progress else MAX_POLL_S)
+    )
+    remaining = max(0.0, wait - (time.monotonic() - started))
+    command = wait_for_command(client, command, remaining, progress=progress)
     _report_run(client, command, wait, as_json)
 
 

@@ -159,6 +159,7 @@ def test_celery_gets_the_redis_url_in_kombus_spelling(redis_url: str, celery_url
         ("HWQ_LOG_JSON", "no", "log_json", False),
         ("HWQ_LOG_JSON", "Off", "log_json", False),
         ("HWQ_PIN_CPU", "true", "pin_cpu", True),
+        ("HWQ_METRICS", "true", "metrics", True),
     ],
 )
 def test_each_variable_is_parsed(variable: str, raw: str, attribute: str, expected: Any) -> None:
@@ -201,6 +202,7 @@ def test_every_field_has_a_variable() -> None:
         "HWQ_PROGRAM_OUTPUT_KIB": "5",
         "HWQ_PROGRAM_USER": "daemon",
         "HWQ_PROGRAM_HIDDEN_PATHS": "/srv/keys,/opt/lab",
+        "HWQ_METRICS": "on",
     }
     assert {f"HWQ_{f.name.upper()}" for f in dataclasses.fields(Settings)} == set(environ)
     settings = load_settings(environ=environ)
@@ -260,6 +262,7 @@ def test_environ_argument_is_used_instead_of_the_process_environment(
         ("HWQ_LOG_JSON", "maybe"),
         ("HWQ_LOG_JSON", "2"),
         ("HWQ_PIN_CPU", "sometimes"),
+        ("HWQ_METRICS", "maybe"),
         ("HWQ_SQLITE_LOCK_TIMEOUT_S", "0"),
         ("HWQ_SQLITE_LOCK_TIMEOUT_S", "forever"),
     ],
