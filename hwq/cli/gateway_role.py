@@ -1,0 +1,25 @@
+"""`hwq gateway`: the Peripheral Manager's Socket.IO API, for browser tools and scripts."""
+
+from __future__ import annotations
+
+import click
+
+# The ancestor's port.
+DEFAULT_GATEWAY_PORT = 3000
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=DEFAULT_GATEWAY_PORT, show_default=True)
+def gateway(host: str, port: int) -> None:
+    """Serve the Socket.IO gateway (events list-devices … send-command, rx channels, a page)."""
+    from config import load_settings
+    from config.logging import configure_logging
+    from hwq.gateway_server import GatewayServer
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_json, role="gateway")
+    GatewayServer(settings, host, port).run()
+
+
+COMMANDS: list[click.Command] = [gateway]
