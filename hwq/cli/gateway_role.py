@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import click
 
-# The ancestor's port.
-DEFAULT_GATEWAY_PORT = 3000
-
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=int, default=DEFAULT_GATEWAY_PORT, show_default=True)
-def gateway(host: str, port: int) -> None:
+@click.option("--port", type=int, default=None, help="Port (HWQ_GATEWAY_PORT, default 3000).")
+def gateway(host: str, port: int | None) -> None:
     """Serve the Socket.IO gateway (events list-devices … send-command, rx channels, a page)."""
     from config import load_settings
     from config.logging import configure_logging
@@ -19,7 +16,7 @@ def gateway(host: str, port: int) -> None:
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_json, role="gateway")
-    GatewayServer(settings, host, port).run()
+    GatewayServer(settings, host, port or settings.gateway_port).run()
 
 
 COMMANDS: list[click.Command] = [gateway]

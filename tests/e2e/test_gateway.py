@@ -224,8 +224,12 @@ def test_the_rx_channel_carries_what_the_device_stream_holds(
         # gateway's readers join the clients' rooms within a refresh.
         deadline = time.monotonic() + 30
         while not theirs.chunks and time.monotonic() < deadline:
-            gateway.redis.xadd(stream, {"kind": "tx", "at": "t", "data": b"not rx", "command_id": ""})
-            gateway.redis.xadd(stream, {"kind": "rx", "at": "t", "data": b"\x00\xffhello", "command_id": ""})
+            gateway.redis.xadd(
+                stream, {"kind": "tx", "at": "t", "data": b"not rx", "command_id": ""}
+            )
+            gateway.redis.xadd(
+                stream, {"kind": "rx", "at": "t", "data": b"\x00\xffhello", "command_id": ""}
+            )
             time.sleep(0.5)
         assert mine.wait_for(b"\x00\xffhello") and theirs.wait_for(b"\x00\xffhello")
         assert b"not rx" not in b"".join(mine.chunks)
