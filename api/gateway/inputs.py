@@ -9,21 +9,16 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from api.schemas import INT32_MAX, INT32_MIN, MAX_FRAME_ARGS, MAX_TIMEOUT_S, MIN_TIMEOUT_S
 from tasks.errors import ValidationFailed
 from tasks.queues import DEVICE_NAME_PATTERN
 
-# The standard frame (DESIGN §5): a command id is one byte, at most 64 int32 arguments.
-MAX_FRAME_ARGS = 64
-INT32_MIN = -(2**31)
-INT32_MAX = 2**31 - 1
 # Longest raw payload one event may carry; a raw command is an instrument command, not a
 # file transfer, and the whole payload sits in Redis until the worker writes it.
 MAX_RAW_BYTES = 65_536
 # Longest device address (a pyserial URL or a path).
 MAX_ADDRESS_CHARS = 1024
-# Bounds of a frame command's timeout (DESIGN §3).
-MIN_TIMEOUT_S = 0.01
-MAX_TIMEOUT_S = 300.0
+# A frame command's timeout when the client names none, as in the HTTP API (DESIGN §3).
 DEFAULT_TIMEOUT_S = 5.0
 CODECS = ("line", "raw", "frame")
 

@@ -12,11 +12,11 @@ def gateway(host: str, port: int | None) -> None:
     """Serve the Socket.IO gateway (events list-devices … send-command, rx channels, a page)."""
     from config import load_settings
     from config.logging import configure_logging
-    from hwq.gateway_server import GatewayServer
+    from hwq.gateway_server import serve_gateway
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_json, role="gateway")
-    GatewayServer(settings, host, port or settings.gateway_port).run()
+    serve_gateway(settings, host, port or settings.gateway_port)
 
 
 COMMANDS: list[click.Command] = [gateway]
