@@ -16,8 +16,10 @@ from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
+import redis
 import socketio
 from socketio import exceptions as sio_errors
+from sqlalchemy.exc import SQLAlchemyError
 
 from api.gateway import inputs
 from api.gateway.connection_switch import ConnectionSwitch
@@ -87,6 +89,9 @@ class GatewayEvents:
             principal = await self._call(self.service.authenticate, token)
         except Unauthorized as e:
             raise sio_errors.ConnectionRefusedError(str(e)) from None
+        except (redis.RedisError, SQLAlchemyError) as e:
+            log.warning("cannot check a token", extra={"error": str(e)})
+            raise sio_errors.ConnectionRefusedError("tokens cannot be checked now; retry") from None
         if ROLE_RANK.get(principal.role, -1) < ROLE_RANK["viewer"]:
             raise sio_errors.ConnectionRefusedError(
                 f"a {principal.role} token cannot use the gateway"
@@ -141,6 +146,10 @@ class GatewayEvents:
             if errors:
                 answer["errors"] = errors
             return answer
+        except (redis.RedisError, SQLAlchemyError) as e:
+            log.warning("gateway event met a store error", extra={"event": event, "error": str(e)})
+            return {"ok": False, "error": f"{event}: Redis or the database cannot be reached; "
+                    "try again", "status": 503}  # fmt: skip
         except Exception:
             log.exception("gateway event failed", extra={"event": event, "sid": sid})
             return {"ok": False, "error": f"{event} failed inside the gateway", "status": 500}

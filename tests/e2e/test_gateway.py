@@ -193,6 +193,26 @@ def test_a_revoked_token_is_refused_on_its_open_connection_and_on_connect(
         gateway.client(token)
 
 
+def test_one_reader_per_watched_device_ends_when_its_last_watcher_leaves(
+    gateway: Gateway, device_name: str
+) -> None:
+    gateway.stack.add_sim_device(device_name, worker=False)
+    started = f'"rx reader started" device="{device_name}"'
+    stopped = f'"rx reader stopped" device="{device_name}"'
+    first = gateway.client(gateway.token("viewer", "gw-reader-1"))
+    second = gateway.client(gateway.token("viewer", "gw-reader-2"))
+    try:
+        gateway.stack.wait_for(lambda: started in gateway.stack.log("gateway"), "a reader")
+        time.sleep(3)  # both clients are in the room after a refresh
+        assert gateway.stack.log("gateway").count(started) == 1
+        first.disconnect()
+        time.sleep(3)
+        assert stopped not in gateway.stack.log("gateway")
+    finally:
+        second.disconnect()
+    gateway.stack.wait_for(lambda: stopped in gateway.stack.log("gateway"), "the reader's end")
+
+
 # --- every event, with the ancestor's field names ------------------------------------------
 
 
@@ -358,6 +378,7 @@ BAD_FIELDS = [
     ("rename-reference", {"old": "a"}, "new"),
     ("rename-reference", {"old": "a", "new": "../x"}, "new"),
     ("send-raw", "text", "data"),
+    ("send-raw", b"\x00\x01", "data"),
     ("send-raw", {"payload": "x"}, "name"),
     ("send-raw", {"name": "okname"}, "payload"),
     ("send-raw", {"name": "okname", "payload": ""}, "payload"),
