@@ -35,7 +35,8 @@ T = TypeVar("T")
 Handler = Callable[[str, object, Principal], Awaitable[dict[str, Any]]]
 
 # How often the watched devices of every client are brought up to date with the registry, so
-# a device activated elsewhere (the API, another gateway) reaches its watchers within this.
+# a device activated elsewhere (the API, another gateway) reaches its watchers within this,
+# and how soon a client whose token was revoked is disconnected.
 WATCH_REFRESH_S = 2.0
 # How much longer than its timeout send-command waits for a frame command to settle: the
 # command may wait its turn in the queue, and the worker needs a moment to report.
@@ -111,7 +112,7 @@ class GatewayEvents:
     async def _watch_active(self, sids: list[str]) -> None:
         try:
             devices = await self._call(self.switch.connections)
-        except HwqError as e:
+        except (HwqError, redis.RedisError, SQLAlchemyError) as e:
             log.warning("cannot list devices to watch", extra={"error": str(e)})
             return
         active = {d["name"] for d in devices if d.get("active", True)}
@@ -123,9 +124,23 @@ class GatewayEvents:
         while self.tokens:
             await asyncio.sleep(WATCH_REFRESH_S)
             try:
+                await self._drop_revoked()
                 await self._watch_active(list(self.tokens))
             except Exception:
                 log.exception("refreshing the watched devices failed")
+
+    async def _drop_revoked(self) -> None:
+        """Disconnect clients whose token was revoked: they stop receiving rx at once too."""
+        for sid, token in list(self.tokens.items()):
+            try:
+                await self._call(self.service.authenticate, token)
+            except Unauthorized:
+                log.info("gateway client's token revoked; disconnecting", extra={"sid": sid})
+                self.tokens.pop(sid, None)
+                self.fanout.forget(sid)
+                await self.sio.disconnect(sid)
+            except (redis.RedisError, SQLAlchemyError):
+                return  # cannot tell now; the next round checks again
 
     # the answer ------------------------------------------------------------------------
     async def _answer(

@@ -175,9 +175,7 @@ def test_a_viewer_lists_but_cannot_send_or_activate(gateway: Gateway, device_nam
     assert gateway.stack.request("GET", f"/commands?device={device_name}").body["items"] == []
 
 
-def test_a_revoked_token_is_refused_on_its_open_connection_and_on_connect(
-    gateway: Gateway,
-) -> None:
+def test_a_revoked_token_is_disconnected_and_refused_on_connect(gateway: Gateway) -> None:
     token = gateway.token("operator", "gw-revoked")
     client = gateway.client(token)
     try:
@@ -185,32 +183,12 @@ def test_a_revoked_token_is_refused_on_its_open_connection_and_on_connect(
         tokens = gateway.stack.request("GET", "/tokens").body["items"]
         (item,) = [t for t in tokens if t["name"] == "gw-revoked"]
         assert gateway.stack.request("DELETE", f"/tokens/{item['id']}").status == 204
-        answer = call(client, "list-connections")
-        assert answer["ok"] is False and "no longer valid" in answer["error"]
+        # Its open connection ends too, event or not, so it stops receiving rx chunks.
+        gateway.stack.wait_for(lambda: not client.connected, "the revoked client's end", 30)
     finally:
         client.disconnect()
     with pytest.raises(socketio.exceptions.ConnectionError):
         gateway.client(token)
-
-
-def test_one_reader_per_watched_device_ends_when_its_last_watcher_leaves(
-    gateway: Gateway, device_name: str
-) -> None:
-    gateway.stack.add_sim_device(device_name, worker=False)
-    started = f'"rx reader started" device="{device_name}"'
-    stopped = f'"rx reader stopped" device="{device_name}"'
-    first = gateway.client(gateway.token("viewer", "gw-reader-1"))
-    second = gateway.client(gateway.token("viewer", "gw-reader-2"))
-    try:
-        gateway.stack.wait_for(lambda: started in gateway.stack.log("gateway"), "a reader")
-        time.sleep(3)  # both clients are in the room after a refresh
-        assert gateway.stack.log("gateway").count(started) == 1
-        first.disconnect()
-        time.sleep(3)
-        assert stopped not in gateway.stack.log("gateway")
-    finally:
-        second.disconnect()
-    gateway.stack.wait_for(lambda: stopped in gateway.stack.log("gateway"), "the reader's end")
 
 
 # --- every event, with the ancestor's field names ------------------------------------------
