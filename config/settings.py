@@ -66,6 +66,8 @@ class Settings:
     api_threads: int = 64
     flower_port: int = 5555
     flower_auth: str | None = None
+    # The Socket.IO gateway's port; 3000 is the Peripheral Manager's.
+    gateway_port: int = 3000
     hostname: str = field(default_factory=lambda: socket.gethostname().split(".")[0])
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
@@ -220,6 +222,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "api_threads": _positive(_parse_int),
     "flower_port": _port,
     "flower_auth": lambda _name, raw: raw,
+    "gateway_port": _port,
     "hostname": lambda _name, raw: raw,
     "max_body_bytes": _positive(_parse_int),
     "body_timeout_s": _parse_positive_float,
