@@ -208,10 +208,15 @@ class LineCommand(_CommandFields):
 
 
 class RawCommand(_CommandFields):
-    """Bytes as base64; `read` says when the reply ends."""
+    """Bytes as base64; `read` says when the reply ends, `read: null` that none is read."""
 
     kind: Literal["raw"]
     payload: Base64Text
+
+
+def write_only(command: BaseModel) -> bool:
+    """Whether a command said `read: null`: it writes and expects nothing (DESIGN §3)."""
+    return "read" in command.model_fields_set and getattr(command, "read", None) is None
 
 
 class FrameCommand(_CommandFields):

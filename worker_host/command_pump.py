@@ -71,6 +71,8 @@ class CommandPump:
             thread.join(STOP_NUDGE_S)
 
     def _run(self) -> None:
+        # The port is read from the start, not from the first command (DESIGN §9).
+        self.runtime.start_reading()
         while not self._stopping.is_set():
             try:
                 self._serve()

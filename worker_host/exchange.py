@@ -5,9 +5,10 @@ from __future__ import annotations
 import base64
 import binascii
 import time
+from collections.abc import Callable
 from typing import Protocol
 
-from tasks.command_fit import kind_misfit, raw_line_bytes
+from tasks.command_fit import expects_no_reply, kind_misfit, raw_line_bytes
 from tasks.device_options import DeviceProfile
 from tasks.errors import DeviceError, PortNotClean, ReplyTimeout
 from worker_host.codecs import (
@@ -24,6 +25,9 @@ from worker_host.transport import Transport
 
 # Sequence numbers are one byte on the wire.
 _SEQ_MODULO = 256
+
+# Told each chunk written to the port and the command it belongs to ("" for none).
+TxSink = Callable[[bytes, str], None]
 
 
 class _Reply(Protocol):
@@ -110,6 +114,25 @@ class _RawReply:
         return {"data": base64.b64encode(self._assembler.reply).decode("ascii")}
 
 
+class _NoReply:
+    """Nothing: a raw command with `read: null` is done once its bytes are out."""
+
+    def feed(self, data: bytes) -> bytes:
+        return data
+
+    def complete(self, idle_for_s: float) -> bool:
+        return True
+
+    def wait_s(self, idle_for_s: float) -> float | None:
+        return None
+
+    def unconsumed(self) -> bytes:
+        return b""
+
+    def response(self) -> dict[str, object]:
+        return {"data": ""}
+
+
 class _FrameReply:
     """The reply frame with one sequence number (None: any); other or bad frames are noise."""
 
@@ -168,12 +191,18 @@ class DeviceExchange:
         profile: DeviceProfile | None = None,
         device: str | None = None,
         on_late_reply: LateReplySink | None = None,
+        on_tx: TxSink | None = None,
+        on_idle: Callable[[], None] | None = None,
     ) -> None:
+        """`on_tx`: told every chunk written. `on_idle`: told when the port is clean and no
+        command is out, so whatever arrives until the next write answers nothing."""
         self.transport = transport
         self.profile = profile or DeviceProfile()
         self.device = device or transport.url
         self._on_noise = on_noise
         self._on_late_reply: LateReplySink = on_late_reply or (lambda _command, _reply: None)
+        self._on_tx: TxSink = on_tx or (lambda _data, _command: None)
+        self._on_idle = on_idle or (lambda: None)
         self._seq = 0
         # Received bytes that belong to no command: a partial late reply, or what followed a
         # reply. Reported as noise before the next command is written.
@@ -203,7 +232,7 @@ class DeviceExchange:
         except DeviceError:
             owed = None
         cause = f"command {command_id} was left in flight by a previous worker"
-        self._dirty = DirtyPort(cause, owed, command_id, max(0.0, within_s))
+        self._dirty = DirtyPort(cause, owed, command_id, max(0.0, within_s), reset=True)
 
     def run(
         self,
@@ -222,21 +251,31 @@ class DeviceExchange:
         # command's: if anything cuts the exchange short, the port stays dirty.
         self._dirty = DirtyPort(f"command {command_id or kind} was cut short")
         try:
+            self._on_tx(request, command_id or "")
             self.transport.write(request)
             self._collect(reply, time.monotonic() + timeout_s, timeout_s)
         except ReplyTimeout:
             self._pending = reply.unconsumed()
-            self._dirty = DirtyPort(f"command {command_id or kind} timed out", reply, command_id)
+            cause = f"command {command_id or kind} timed out"
+            self._dirty = DirtyPort(cause, reply, command_id, reset=True)
             raise
         except DeviceError:
             self._port_lost()
             raise
         self._pending = reply.unconsumed()
         self._dirty = self._dirt_after(kind, reply)
+        self._idle_if_clean()
         return reply.response()
+
+    def _idle_if_clean(self) -> None:
+        if self._dirty is None and not self._pending:
+            self._on_idle()
 
     def _dirt_after(self, kind: str, reply: _Reply) -> DirtyPort | None:
         """What a completed reply leaves: a clean port, unless the device may still be talking."""
+        if isinstance(reply, _NoReply):
+            # Its answer, if the device gives one, must not be taken by the next command.
+            return DirtyPort("a command that reads nothing")
         if self._pending:
             return DirtyPort("a reply followed by more bytes")
         # A raw reply ended by a count or a silence may have stopped mid-line.
@@ -274,6 +313,8 @@ class DeviceExchange:
                     request = raw_line_bytes(self.device, self.profile, request)
                 except ValueError as e:
                     raise DeviceError(str(e)) from None
+            if expects_no_reply(read):
+                return request, _NoReply()
             return request, self._reader(kind, read, seq=None)
         if kind == "frame":
             if not isinstance(payload, dict):
@@ -317,16 +358,16 @@ class DeviceExchange:
                 waiting = self.transport.drain()
                 if waiting:
                     self._on_noise(waiting)
+                self._on_idle()
                 return
             try:
-                drain_until_clean(
-                    self.transport,
-                    dirty,
-                    self.profile,
-                    self.device,
-                    self._on_noise,
-                    self._on_late_reply,
-                )
+                self._drain(dirty)
+                if dirty.reset and self.profile.reset:
+                    # The device may be stuck mid-command: put it back where commands start.
+                    self._on_tx(self.profile.reset, "")
+                    self.transport.write(self.profile.reset)
+                    self._drain(DirtyPort("the reset sequence was written"))
+                self._on_idle()
             except PortNotClean:
                 self._dirty = DirtyPort("the device kept sending")
                 raise
@@ -335,6 +376,11 @@ class DeviceExchange:
         except DeviceError:
             self._port_lost()
             raise
+
+    def _drain(self, dirty: DirtyPort) -> None:
+        drain_until_clean(
+            self.transport, dirty, self.profile, self.device, self._on_noise, self._on_late_reply
+        )
 
     def _collect(self, reply: _Reply, deadline: float, timeout_s: float) -> None:
         """Feed received bytes to reply until it is complete; ReplyTimeout at the deadline."""
