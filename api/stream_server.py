@@ -102,7 +102,7 @@ class StreamServer:
 
     async def _newest_id(self, key: str) -> str:
         """The newest entry's id: a stream from now on misses nothing added meanwhile."""
-        newest: list[Any] = await self.redis.xrevrange(key, count=1)
+        newest: Any = await self.redis.xrevrange(key, count=1)
         return text(newest[0][0]) if newest else "0-0"
 
     async def _events(self, key: str, last_id: str, follow: bool, send: Send) -> None:
