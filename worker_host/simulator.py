@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import random
 import select
 import signal
+import struct
+import termios
 import threading
 import time
 import tty
@@ -40,6 +43,8 @@ _STOP_WAIT_S = 2.0
 # MEAS:VOLT? readings: a supply near 1.2 V with some ripple.
 _VOLT_CENTRE = 1.2
 _VOLT_SPREAD = 0.05
+# The status byte that starts a packet-mode read holding data.
+_PACKET_DATA = bytes([termios.TIOCPKT_DATA])
 # Frame device status codes; 0 is success (DESIGN §5).
 STATUS_OK = 0
 STATUS_UNKNOWN_COMMAND = 1
@@ -66,8 +71,8 @@ class SimulatedDevice:
         banner: str | None = None,
         chatter_s: float | None = None,
     ) -> None:
-        """`banner`: a line sent once, as the device boots. `chatter_s`: send an unsolicited
-        line this often, as a device that reports on its own does."""
+        """`banner`: a line sent each time a host opens the port, as a device that boots then.
+        `chatter_s`: send an unsolicited line this often, as a device reporting on its own does."""
         if kind not in SIM_KINDS:
             raise ValueError(f"unknown simulator kind {kind!r}; expected one of {SIM_KINDS}")
         if chatter_s is not None and not chatter_s > 0:
@@ -98,6 +103,10 @@ class SimulatedDevice:
         # Raw mode turns echo off, so the device never reads back what it wrote, and keeps
         # the line discipline from rewriting bytes (CR/LF, XON/XOFF) of binary frames.
         tty.setraw(slave)
+        # Packet mode: each read of the master starts with a status byte, which says when the
+        # host flushed its input; pyserial does that as it opens the port, so the device
+        # knows when to send its banner.
+        fcntl.ioctl(master, termios.TIOCPKT, struct.pack("i", 1))
         os.set_blocking(master, False)
         self._master, self._slave = master, slave
         self._wake_r, self._wake_w = os.pipe()
@@ -125,8 +134,6 @@ class SimulatedDevice:
                 "echo": self._handle_echo,
                 "frame": lambda data: self._handle_frames(splitter.feed(data)),
             }[self.kind]
-            if self.banner is not None:
-                self._send(self.banner.encode("utf-8") + b"\n")
             next_chatter = None if self.chatter_s is None else time.monotonic() + self.chatter_s
             while not self._stop_requested:
                 wait = None if next_chatter is None else max(0.0, next_chatter - time.monotonic())
@@ -149,7 +156,11 @@ class SimulatedDevice:
                     if not self._pause(_EIO_BACKOFF_S):
                         return
                     continue
-                handle(data)
+                if data[:1] != _PACKET_DATA:
+                    if data[0] & termios.TIOCPKT_FLUSHREAD and self.banner is not None:
+                        self._send(self.banner.encode("utf-8") + b"\n")
+                    continue
+                handle(data[1:])
         finally:
             self._idle.set()
 
