@@ -18,12 +18,14 @@ from pydantic import (
     Discriminator,
     Field,
     RootModel,
+    ValidationError,
     field_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from tasks.analysis_params import AnalysisRequest
 from tasks.db.ledger import CURSOR_SHAPE
-from tasks.device_options import check_options
+from tasks.device_options import OptionError, check_options
 from tasks.json_bounds import MAX_JSON_BYTES, MAX_JSON_DEPTH, json_bound_problem
 from tasks.lifecycle import State
 from tasks.queues import DEVICE_NAME_PATTERN
@@ -99,10 +101,21 @@ _FREE_JSON_LIMITS = f"at most {MAX_JSON_DEPTH} levels deep and {MAX_JSON_BYTES} 
 FreeJson = Annotated[
     Any, AfterValidator(_bounded_json), Field(description=f"Any JSON value, {_FREE_JSON_LIMITS}")
 ]
+def _checked_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The options hwq knows checked, a bad one named as `options.<name>`."""
+    try:
+        return check_options(options)
+    except OptionError as e:
+        error = InitErrorDetails(
+            type=PydanticCustomError("value_error", str(e)), loc=(e.option,), input=options
+        )
+        raise ValidationError.from_exception_data("options", [error]) from None
+
+
 DeviceOptions = Annotated[
     dict[str, Any],
     AfterValidator(_bounded_json),
-    AfterValidator(check_options),
+    AfterValidator(_checked_options),
     Field(description=f"Serial settings and allowances (README), {_FREE_JSON_LIMITS}"),
 ]
 Seconds = Annotated[float, Field(allow_inf_nan=False)]

@@ -31,6 +31,14 @@ MAX_RESET_BYTES = 1024
 _RESET_SHAPE = 'reset must be text, or {"base64": "…"}, of 1 to 1024 bytes'
 
 
+class OptionError(ValueError):
+    """One of a device's options has a bad value; `option` names it."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(message)
+        self.option = option
+
+
 @dataclass(frozen=True)
 class DeviceProfile:
     """A device's codec and the options that decide how its port is written and drained."""
@@ -50,11 +58,11 @@ def check_options(options: dict[str, Any]) -> dict[str, Any]:
     """Return `options` if the ones hwq knows have valid values; ValueError naming one if not."""
     ending = options.get("line_ending", DEFAULT_LINE_ENDING)
     if ending not in LINE_ENDINGS:
-        raise ValueError('line_ending must be "\\n", "\\r\\n" or "\\r"')
+        raise OptionError("line_ending", 'line_ending must be "\\n", "\\r\\n" or "\\r"')
     _number(options, "idle_ms", DEFAULT_IDLE_MS, 1, MAX_IDLE_MS, integer=True)
     _number(options, "settle_s", DEFAULT_SETTLE_S, 0, MAX_SETTLE_S, integer=False)
     if not isinstance(options.get("raw_multiline", False), bool):
-        raise ValueError("raw_multiline must be true or false")
+        raise OptionError("raw_multiline", "raw_multiline must be true or false")
     reset_bytes(options)
     return options
 
@@ -70,11 +78,11 @@ def reset_bytes(options: dict[str, Any]) -> bytes | None:
         try:
             data = base64.b64decode(value["base64"], validate=True)
         except binascii.Error:
-            raise ValueError(f"{_RESET_SHAPE}; its base64 is not valid") from None
+            raise OptionError("reset", f"{_RESET_SHAPE}; its base64 is not valid") from None
     else:
-        raise ValueError(_RESET_SHAPE)
+        raise OptionError("reset", _RESET_SHAPE)
     if not 1 <= len(data) <= MAX_RESET_BYTES:
-        raise ValueError(_RESET_SHAPE)
+        raise OptionError("reset", _RESET_SHAPE)
     return data
 
 
@@ -101,5 +109,5 @@ def _number(
     number = isinstance(value, int) or (isinstance(value, float) and not integer)
     if isinstance(value, bool) or not number or not low <= value <= high:
         what = "an integer" if integer else "a number"
-        raise ValueError(f"{name} must be {what} from {low:g} to {high:g}, got {value!r}")
+        raise OptionError(name, f"{name} must be {what} from {low:g} to {high:g}, got {value!r}")
     return float(value)

@@ -107,6 +107,7 @@ class Observer:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
         self.connection.close()
+        self.response.close()
         if self._thread is not None:
             self._thread.join(10)
 
