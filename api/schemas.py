@@ -101,6 +101,8 @@ _FREE_JSON_LIMITS = f"at most {MAX_JSON_DEPTH} levels deep and {MAX_JSON_BYTES} 
 FreeJson = Annotated[
     Any, AfterValidator(_bounded_json), Field(description=f"Any JSON value, {_FREE_JSON_LIMITS}")
 ]
+
+
 def _checked_options(options: dict[str, Any]) -> dict[str, Any]:
     """The options hwq knows checked, a bad one named as `options.<name>`."""
     try:

@@ -168,7 +168,7 @@ class ApiClient:
                 raw = response.read()
         except urllib.error.HTTPError as e:
             with e:
-                raise _api_error(e.code, e.read()) from None
+                raise api_error(e.code, e.read()) from None
         except (urllib.error.URLError, ConnectionError) as e:
             reason = getattr(e, "reason", e)
             raise self._unreachable(reason) from None
@@ -239,7 +239,7 @@ def _segment(value: str) -> str:
     return urllib.parse.quote(value, safe="")
 
 
-def _api_error(status: int, raw: bytes) -> ApiError:
+def api_error(status: int, raw: bytes) -> ApiError:
     """An error response as ApiError, from its problem+json body when it has one."""
     try:
         body = json.loads(raw)

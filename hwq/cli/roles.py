@@ -193,7 +193,7 @@ def flower(port: int | None, address: str) -> None:
 @click.option("--name", default="sim0", show_default=True)
 @click.option("--home", default=None, help="hwq home folder; the log goes to HOME/sim/NAME.log.")
 @click.option("--link", default=None, help="Keep a symlink to the pseudo-terminal here.")
-@click.option("--banner", default=None, help="A line the device sends each time a host opens its port.")
+@click.option("--banner", default=None, help="A line sent each time a host opens the port.")
 @click.option(
     "--chatter",
     type=click.FloatRange(min=0.01),

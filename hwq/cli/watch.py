@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 
 import click
 
-from hwq.http_client import API_PREFIX, ApiError
+from hwq.http_client import API_PREFIX, api_error
 from hwq.running_system import client_target
 
 # The API sends a comment every 15 s; this long without a byte means the connection is dead.
@@ -114,7 +114,7 @@ class StreamWatch:
                         yield event.event, data, chunk
             except urllib.error.HTTPError as e:
                 with e:
-                    error = _problem(e.code, e.read())
+                    error = api_error(e.code, e.read())
                 if e.code in _FINAL_STATUSES:
                     raise error from None
                 _note(f"stream refused ({error}); asking again")
@@ -130,18 +130,6 @@ class StreamWatch:
         if self.last_id:
             headers["Last-Event-ID"] = self.last_id
         return urllib.request.Request(self.url, headers=headers)
-
-
-def _problem(status: int, raw: bytes) -> ApiError:
-    """A refusal as ApiError, saying what its problem+json body says."""
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        return ApiError(f"{status} {raw.decode(errors='replace').strip()[:200]}", status=status)
-    detail = body.get("detail") or body.get("title") or "error"
-    return ApiError(f"{status} {body.get('title') or 'Error'}: {detail}", status=status)
 
 
 def _note(message: str) -> None:
