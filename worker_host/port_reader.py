@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 from tasks.errors import DeviceError
 from worker_host.transport import READ_SLICE_S, Transport
@@ -29,6 +30,15 @@ log = logging.getLogger("hwq.device")
 MAX_BUFFERED_BYTES = 4 * 1024 * 1024
 # How often the reader looks again while the port is closed.
 CLOSED_POLL_S = 0.5
+
+@runtime_checkable
+class SlicedReads(Protocol):
+    """A transport that can wait one read slice without reconfiguring its port."""
+
+    def read_slice(self) -> bytes:
+        """Wait at most one read slice for at least one byte."""
+        ...
+
 
 ChunkSink = Callable[[bytes], None]
 # Told "online" once the port opens, "port-missing" when a read fails, "offline" on close.
@@ -176,6 +186,8 @@ class PortReader:
         with self._port_lock:
             if not self.transport.is_open or self._error is not None:
                 return None
+            if isinstance(self.transport, SlicedReads):
+                return self.transport.read_slice()
             return self.transport.read_some(READ_SLICE_S)
 
     def _take(self, chunk: bytes) -> None:
