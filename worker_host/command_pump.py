@@ -72,7 +72,10 @@ class CommandPump:
 
     def _run(self) -> None:
         # The port is read from the start, not from the first command (DESIGN §9).
-        self.runtime.start_reading()
+        try:
+            self.runtime.start_reading()
+        except Exception:  # the first command opens it then; the thread must run regardless
+            log.exception("port not opened at start", extra={"device": self.runtime.device})
         while not self._stopping.is_set():
             try:
                 self._serve()

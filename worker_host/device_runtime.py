@@ -190,7 +190,7 @@ class DeviceRuntime:
         with self._lock:
             try:
                 self._ready_exchange(current=None).settle()
-            except DeviceError as e:
+            except (DeviceError, redis.RedisError) as e:
                 log.warning("port not open yet", extra={"device": self.device, "error": str(e)})
 
     def _late_reply(self, command_id: str, response: dict[str, object]) -> None:
