@@ -92,7 +92,9 @@ class StreamServer:
         if not await self.redis.exists(self._config_key(device)):
             raise NotFound(f"no device named {device!r}")
         key = stream_key(self.prefix, device)
-        last_id = query.last_event_id or _last_event_id(headers) or await self._newest_id(key)
+        # A bad header is refused even beside a query that would win over it.
+        header_id = _last_event_id(headers)
+        last_id = query.last_event_id or header_id or await self._newest_id(key)
         with self.held.hold(token):
             await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
             await send({"type": "http.response.body", "body": f"retry: {RECONNECT_MS}\n\n".encode(),

@@ -126,6 +126,8 @@ def test_five_observers_see_the_same_bytes_in_order_while_commands_run_one_at_a_
             elif e.kind in ("rx", "tx"):
                 shown.append((e.kind, e.data.get("command_id"), e.data["text"]))
         assert shown == expected
+        # A token in the query (as a browser sends it) is never logged.
+        assert viewer not in stack.log("api")
     finally:
         for observer in observers:
             observer.close()
