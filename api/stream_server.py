@@ -21,7 +21,7 @@ import redis.asyncio
 from pydantic import ValidationError
 
 from api.auth import bearer_token, check_role
-from api.held_waits import HeldWaits, Receive, unless_client_leaves
+from api.held_waits import ClientGone, HeldWaits, Receive, unless_client_leaves
 from api.inputs import field_errors
 from api.streams import ENTRY_ID_PATTERN, EVENT_STREAM_MIME, StreamQuery
 from tasks.auth import Principal
@@ -99,8 +99,15 @@ class StreamServer:
             await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
             await send({"type": "http.response.body", "body": f"retry: {RECONNECT_MS}\n\n".encode(),
                         "more_body": True})  # fmt: skip
-            await unless_client_leaves(receive, self._events(key, last_id, query.follow, send))
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            try:
+                await unless_client_leaves(receive, self._events(key, last_id, query.follow, send))
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            except ClientGone:
+                raise
+            except Exception as e:
+                # The answer has begun: nothing but its end can be sent. A client that went
+                # away between two events shows up here, as the server's send failing.
+                log.info("stream ended early", extra={"stream": key, "error": repr(e)})
 
     async def _newest_id(self, key: str) -> str:
         """The newest entry's id: a stream from now on misses nothing added meanwhile."""
