@@ -12,7 +12,14 @@ from api.inputs import IDEMPOTENCY_KEY_PARAMETER, idempotency_key, json_body, qu
 from api.openapi import documented
 from api.request_log import FRONT_HOLDS_SUBMIT_WAIT, note
 from api.responses import Command, CommandEventList, CommandList, SettledCommand
-from api.schemas import AnalysisSubmit, CommandListQuery, CommandSubmit, CommandWaitQuery
+from api.schemas import (
+    AnalysisSubmit,
+    CommandListQuery,
+    CommandSubmit,
+    CommandWaitQuery,
+    write_only,
+)
+from tasks.command_fit import WRITE_ONLY_READ
 from tasks.lifecycle import is_settled_for_wait
 
 bp = Blueprint("commands", __name__)
@@ -36,7 +43,10 @@ def submit_command(name: str) -> tuple[dict[str, Any], int, dict[str, str]]:
     With `wait`, 200 once it settles within that many seconds, else 202 as it stands. 409 for
     a python command to a device that does not allow python.
     """
-    submission = json_body(CommandSubmit).model_dump()
+    body = json_body(CommandSubmit)
+    submission = body.model_dump()
+    if submission["kind"] == "raw" and write_only(body.root):
+        submission["read"] = WRITE_ONLY_READ
     wait = query_args(CommandWaitQuery).wait
     key = idempotency_key()
     principal = current_principal()

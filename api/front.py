@@ -10,6 +10,8 @@ is whole and allowed, and holds long-polls with no thread at all.
   Retry-After beyond), ended early if the client leaves.
 - `POST /devices/{name}/commands?wait=S` is submitted by the Flask app on a thread, which is
   then free again; the wait for the command to settle is held here like the one above.
+- `GET /devices/{name}/stream` (Server-Sent Events) is served by `stream_server.py` the same
+  way: a coroutine blocked in XREAD per observer, capped by HWQ_MAX_STREAMS(_PER_TOKEN).
 - Everything else runs the Flask app, unchanged, on a pool of HWQ_API_THREADS threads.
 """
 
@@ -37,6 +39,7 @@ from api.inputs import too_large
 from api.problems import problem_for
 from api.request_log import FRONT_HOLDS_SUBMIT_WAIT, STARTED_ENVIRON_KEY, log_request
 from api.schemas import CommandWaitQuery
+from api.stream_server import StreamServer
 from api.wsgi_bridge import WsgiBridge, wsgi_environ
 from config import Settings
 from tasks.auth import Principal
@@ -55,6 +58,8 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 WAIT_ENDPOINT = "commands.get_command"
 # The view that submits a command; the front door holds the `?wait` that follows.
 SUBMIT_ENDPOINT = "commands.submit_command"
+# The view the front door serves itself, as a stream.
+STREAM_ENDPOINT = "streams.stream_device"
 # Redis connections beyond one per held wait, for the round that renews a block.
 WAIT_POOL_HEADROOM = 16
 
@@ -99,6 +104,12 @@ class Front:
         self.redis: redis.asyncio.Redis = async_redis_client(
             settings, settings.max_waits + WAIT_POOL_HEADROOM
         )
+        self.streams = StreamServer(
+            async_redis_client(settings, settings.max_streams + WAIT_POOL_HEADROOM),
+            settings.key_prefix,
+            HeldWaits(settings.max_streams, settings.max_streams_per_token),
+            self.service.live.device_config_key,
+        )
         self._routes = app.url_map.bind("localhost")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -128,6 +139,9 @@ class Front:
             if wait_s:
                 await self._hold_wait(request, args["command_id"], wait_s, receive, send)
                 return
+        if endpoint == STREAM_ENDPOINT and request.method == "GET":
+            await self._stream(request, args["name"], receive, send)
+            return
         body, unread = b"", False
         if request.has_body:
             if endpoint is None:
@@ -165,8 +179,8 @@ class Front:
             return None
         return query.wait or None
 
-    async def _authenticate(self, request: Incoming) -> Principal:
-        token = bearer_token(request.headers.get("authorization", ""))
+    async def _authenticate(self, request: Incoming, token: str | None = None) -> Principal:
+        token = token or bearer_token(request.headers.get("authorization", ""))
         # A revocation moves the generation on; a cached token of an older one is looked up.
         generation = await self.redis.get(self.service.token_generation_key)
         principal = self.service.cached_principal(token, generation)
@@ -257,6 +271,18 @@ class Front:
                                                              "error": str(e)})  # fmt: skip
             return command
         return command if values is None else public_view(values)
+    async def _stream(self, request: Incoming, device: str, receive: Receive, send: Send) -> None:
+        """A device's live stream, until the client leaves."""
+        request.log_fields["device"] = device
+
+        async def authenticate(token: str) -> Principal:
+            return await self._authenticate(request, token)
+
+        await self.streams.serve(
+            device, request.headers, request.scope["query_string"], authenticate, receive, send
+        )
+        log_request(request.method, request.path, 200, request.started, request.principal,
+                    {**request.log_fields, "detail": "stream ended"})  # fmt: skip
 
     async def _run_app(self, request: Incoming, body: bytes, send: Send, close: bool) -> None:
         status, headers, content = await self.bridge.call(self._environ(request, body))

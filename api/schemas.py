@@ -113,6 +113,9 @@ _FREE_JSON_LIMITS = f"at most {MAX_JSON_DEPTH} levels deep and {MAX_JSON_BYTES} 
 FreeJson = Annotated[
     Any, AfterValidator(_bounded_json), Field(description=f"Any JSON value, {_FREE_JSON_LIMITS}")
 ]
+
+
+
 DeviceOptions = Annotated[
     dict[str, Any],
     AfterValidator(_bounded_json),
@@ -120,7 +123,7 @@ DeviceOptions = Annotated[
     Field(
         description="Serial settings and allowances: bytesize (5-8), parity (N, E, O, M, S), "
         "stopbits (1, 1.5, 2), rtscts, xonxoff, python (true/false), line_ending "
-        '("\\n", "\\r\\n", "\\r"), idle_ms, settle_s, raw_multiline (README); '
+        '("\\n", "\\r\\n", "\\r"), idle_ms, settle_s, raw_multiline, reset (README); '
         f"{_FREE_JSON_LIMITS}"
     ),
 ]
@@ -238,10 +241,15 @@ class LineCommand(_CommandFields):
 
 
 class RawCommand(_CommandFields):
-    """Bytes as base64; `read` says when the reply ends."""
+    """Bytes as base64; `read` says when the reply ends, `read: null` that none is read."""
 
     kind: Literal["raw"]
     payload: Base64Text
+
+
+def write_only(command: BaseModel) -> bool:
+    """Whether a command said `read: null`: it writes and expects nothing (DESIGN §3)."""
+    return "read" in command.model_fields_set and getattr(command, "read", None) is None
 
 
 class FrameCommand(_CommandFields):

@@ -28,6 +28,10 @@ DEFAULT_BODY_TIMEOUT_S = 10.0
 # Long-polls the API holds open at once, in all and per token, before it answers 503 or 429.
 DEFAULT_MAX_WAITS = 1000
 DEFAULT_MAX_WAITS_PER_TOKEN = 100
+# Device streams (SSE) the API holds open at once, in all and per token; each holds a Redis
+# connection while it blocks.
+DEFAULT_MAX_STREAMS = 500
+DEFAULT_MAX_STREAMS_PER_TOKEN = 50
 # Commands one device may hold queued before submissions get 429.
 DEFAULT_QUEUE_CAP = 1000
 # A dispatched command whose worker is silent for timeout_s plus this long is taken for lost.
@@ -73,6 +77,8 @@ class Settings:
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
     max_waits: int = DEFAULT_MAX_WAITS
     max_waits_per_token: int = DEFAULT_MAX_WAITS_PER_TOKEN
+    max_streams: int = DEFAULT_MAX_STREAMS
+    max_streams_per_token: int = DEFAULT_MAX_STREAMS_PER_TOKEN
     queue_cap: int = DEFAULT_QUEUE_CAP
     visibility_timeout_s: int = DEFAULT_VISIBILITY_TIMEOUT_S
     lease_grace_s: float = DEFAULT_LEASE_GRACE_S
@@ -228,6 +234,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "body_timeout_s": _parse_positive_float,
     "max_waits": _positive(_parse_int),
     "max_waits_per_token": _positive(_parse_int),
+    "max_streams": _positive(_parse_int),
+    "max_streams_per_token": _positive(_parse_int),
     "queue_cap": _positive(_parse_int),
     "visibility_timeout_s": _visibility_timeout,
     "lease_grace_s": _parse_positive_float,

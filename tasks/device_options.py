@@ -7,6 +7,8 @@ long to drain a port that may still hold someone else's bytes).
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +26,9 @@ DEFAULT_SETTLE_S = 10.0
 MAX_SETTLE_S = 300.0
 
 CODECS = ("line", "raw", "frame")
+# Longest reset sequence (options.reset): a few commands' worth, not a transfer.
+MAX_RESET_BYTES = 1024
+_RESET_SHAPE = 'must be text, or {"base64": "…"}, of 1 to 1024 bytes'
 
 # Serial line settings beyond the baud rate, with pyserial's spellings: parity is one letter
 # (None, Even, Odd, Mark, Space), as pyserial and most instrument manuals write it.
@@ -65,6 +70,9 @@ class DeviceProfile:
     settle_s: float = DEFAULT_SETTLE_S
     # Whether one raw payload may carry several lines to a line device.
     raw_multiline: bool = False
+    # Written after a timeout, once the port has drained, to bring the device back to where
+    # commands start (options.reset); None: nothing is written.
+    reset: bytes | None = None
 
 
 def check_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -78,6 +86,7 @@ def check_options(options: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(options.get(flag, False), bool):
             raise OptionError(flag, "must be true or false")
     serial_line(options)
+    reset_bytes(options)
     return options
 
 
@@ -103,6 +112,25 @@ def serial_line(options: dict[str, Any]) -> SerialLine:
     )
 
 
+def reset_bytes(options: dict[str, Any]) -> bytes | None:
+    """The device's reset sequence: `reset` as UTF-8 text or `{"base64": …}`; ValueError if bad."""
+    value = options.get("reset")
+    if value is None:
+        return None
+    if isinstance(value, str):
+        data = value.encode("utf-8")
+    elif isinstance(value, dict) and set(value) == {"base64"} and isinstance(value["base64"], str):
+        try:
+            data = base64.b64decode(value["base64"], validate=True)
+        except binascii.Error:
+            raise OptionError("reset", f"{_RESET_SHAPE}; its base64 is not valid") from None
+    else:
+        raise OptionError("reset", _RESET_SHAPE)
+    if not 1 <= len(data) <= MAX_RESET_BYTES:
+        raise OptionError("reset", _RESET_SHAPE)
+    return data
+
+
 def device_profile(config: dict[str, Any]) -> DeviceProfile:
     """The profile of a device from its settings; ValueError naming a bad codec or option."""
     codec = config.get("codec") or "line"
@@ -115,6 +143,7 @@ def device_profile(config: dict[str, Any]) -> DeviceProfile:
         idle_s=_number(options, "idle_ms", DEFAULT_IDLE_MS, 1, MAX_IDLE_MS, integer=True) / 1000,
         settle_s=_number(options, "settle_s", DEFAULT_SETTLE_S, 0, MAX_SETTLE_S, integer=False),
         raw_multiline=bool(options.get("raw_multiline", False)),
+        reset=reset_bytes(options),
     )
 
 

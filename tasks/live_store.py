@@ -1,4 +1,4 @@
-"""Live state in Redis: commands, their event logs, per-device sets, waits and rx streams."""
+"""Live state in Redis: commands, their event logs, per-device sets, waits and live streams."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from tasks.command_values import CommandChanges, CommandValues
 from tasks.command_wait import CommandWait, longest_block_s
 from tasks.command_wait import decode_hash as _decode_hash
 from tasks.connections import send_and_read
+from tasks.device_stream import stream_key
 from tasks.errors import OutcomeUnknown
 from tasks.host_store import host_devices_key, move_between_hosts, presence_fields
 from tasks.lifecycle import ALLOWED, TERMINAL, DeviceState, State, device_state
@@ -31,8 +32,6 @@ from tasks.redis_replies import Fields, members, text, text_fields
 
 # A device worker refreshes its presence this often and it lapses after the TTL.
 PRESENCE_TTL_S = 30
-# Bytes a device sends that answer no command are kept, newest last, up to this many chunks.
-RX_STREAM_MAXLEN = 1000
 
 
 def _render_script() -> str:
@@ -108,9 +107,9 @@ class LiveStore:
         """The device's settings, mirrored from SQL so workers need no database."""
         return f"{self.prefix}:device:{device}"
 
-    def rx_key(self, device: str) -> str:
-        """The stream of what the device sent that answered no command."""
-        return f"{self.prefix}:rx:{device}"
+    def stream_key(self, device: str) -> str:
+        """The device's live stream: its input and output, presence and commands' states."""
+        return stream_key(self.prefix, device)
 
     # transitions --------------------------------------------------------------------------
     def _run(self, mode: str, command_id: str, **options: Any) -> TransitionResult:
@@ -404,7 +403,7 @@ class LiveStore:
             f"{base}:last_seen",
             f"{base}:presence",
             f"{base}:error",
-            self.rx_key(device),
+            self.stream_key(device),
             *(self.device_set_key(device, which) for which in ("queued", "inflight", "responded")),
         )
 
@@ -419,15 +418,6 @@ class LiveStore:
     def mark_absent(self, device: str) -> None:
         """A device worker is shutting down."""
         self.redis.delete(f"{self.device_config_key(device)}:alive")
-
-    def append_rx(self, device: str, data: bytes, command_id: str | None = None) -> None:
-        """Keep bytes that answered no command, so a person can see what the device said."""
-        self.redis.xadd(
-            self.rx_key(device),
-            {"data": data, "at": utc_now_iso(), "after": command_id or ""},
-            maxlen=RX_STREAM_MAXLEN,
-            approximate=True,
-        )
 
     # sweeps for the reaper ----------------------------------------------------------------
     def due(self, which: str, now: float | None = None) -> list[str]:

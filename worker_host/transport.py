@@ -140,6 +140,19 @@ class SerialTransport:
         except (serial.SerialException, OSError) as e:
             self._fail(f"read from {self.url} failed (timeout {timeout:g} s)", e)
 
+    def read_slice(self) -> bytes:
+        """Wait at most one read slice for at least one byte, leaving the port's timeout as it
+        is: a reader that reads all the time calls this, and never reconfigures the port."""
+        port = self._ensure_open()
+        try:
+            if port.timeout != READ_SLICE_S:
+                port.timeout = READ_SLICE_S
+            first: bytes = port.read(1)
+            waiting = port.in_waiting if first else 0
+            return first + port.read(waiting) if waiting else first
+        except (serial.SerialException, OSError) as e:
+            self._fail(f"read from {self.url} failed (timeout {READ_SLICE_S:g} s)", e)
+
     def drain(self) -> bytes:
         """Return the bytes already waiting in the port, without blocking."""
         port = self._ensure_open()

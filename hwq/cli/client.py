@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from hwq.cli.verdict import VERDICT_FAILED_EXIT, failed_verdict
+from hwq.cli.watch import watch
 from hwq.http_client import ApiClient, ApiError
 from tasks.lifecycle import State, is_settled_for_wait, is_terminal
 
@@ -326,6 +327,9 @@ def run(
 @click.group()
 def devices() -> None:
     """List, register, change and remove devices."""
+
+
+devices.add_command(watch)
 
 
 @devices.command("list")

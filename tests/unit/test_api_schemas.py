@@ -227,6 +227,7 @@ CONTRACT_ROUTES = {
     ("/api/v1/devices/{name}", "patch"),
     ("/api/v1/devices/{name}", "delete"),
     ("/api/v1/devices/{name}/commands", "post"),
+    ("/api/v1/devices/{name}/stream", "get"),
     ("/api/v1/commands", "get"),
     ("/api/v1/commands/{command_id}", "get"),
     ("/api/v1/commands/{command_id}/cancel", "post"),
