@@ -126,7 +126,6 @@ def _presence(device: dict[str, Any]) -> str:
     return "online" if device.get("online") else "offline"
 
 
-@bp.get("/metrics")
 @bp.get("/api/v1/metrics")
 @documented("Prometheus metrics (HWQ_METRICS=true)", media=TEXT_FORMAT, errors=(404,))
 def metrics() -> Response:
@@ -137,3 +136,14 @@ def metrics() -> Response:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(HwqCollector(hwq_service()))
     return Response(generate_latest(registry), mimetype=None, content_type=TEXT_FORMAT)
+
+
+@bp.get("/metrics")
+@documented(
+    "Prometheus metrics at the path Prometheus scrapes by default",
+    media=TEXT_FORMAT,
+    errors=(404,),
+)
+def metrics_at_root() -> Response:
+    """The same as /api/v1/metrics."""
+    return metrics()

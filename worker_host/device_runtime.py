@@ -116,6 +116,15 @@ class DeviceRuntime:
         self._config, self._config_read_at = config, now
         return config
 
+    def _check_programs_allowed(self) -> None:
+        try:
+            self._programs.check_allowed(self.device, self._device_config())
+        except DeviceError:
+            # The settings may have changed within the cache's life (options.python just set):
+            # a refusal is decided on a fresh read, never on a cached one.
+            self._config = None
+            self._programs.check_allowed(self.device, self._device_config())
+
     def _exchange_for(self, config: dict[str, Any], current: str | None) -> DeviceExchange:
         settings = (*(config.get(k) for k in _PORT_SETTINGS), _line_settings(config))
         if self._exchange is None or settings != self._port_settings:
@@ -263,7 +272,7 @@ class DeviceRuntime:
             on_dispatched()
         try:
             if values["kind"] == "python":
-                self._programs.check_allowed(self.device, self._device_config())
+                self._check_programs_allowed()
             if not_ready is not None:
                 raise not_ready
             exchange = self._ready_exchange(current=command_id)

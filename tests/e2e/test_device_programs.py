@@ -49,7 +49,7 @@ def test_a_program_queries_its_device_and_answers_its_output(stack: Stack) -> No
         sys.exit(4)
         """,
     )
-    assert command["state"] == "done", command
+    assert command["state"] == "done", (command["error"], command["response"])
     response = command["response"]
     idn, volts = response["stdout"].splitlines()
     assert idn.startswith("HWQ,SIM")
@@ -92,7 +92,7 @@ def test_a_program_past_its_timeout_ends_timed_out_with_its_output(stack: Stack)
 def test_what_a_program_leaves_on_the_port_is_not_the_next_reply(stack: Stack) -> None:
     device = _device(stack)
     command = _program(stack, device, "device.write('ECHO left behind\\n')")
-    assert command["state"] == "done", command
+    assert command["state"] == "done", (command["error"], command["response"])
     after = stack.wait(stack.submit(device, "ECHO mine"))
     assert after["response"] == {"text": "mine"}, after
 
@@ -112,7 +112,7 @@ def test_a_program_that_attacks_its_worker_leaves_it_serving(stack: Stack) -> No
         print('done')
         """,
     )
-    assert command["state"] == "done", command
+    assert command["state"] == "done", (command["error"], command["response"])
     assert command["response"]["stdout"] == "done\n", command
     assert stack.device(device)["online"]
     assert stack.wait(stack.submit(device, "ECHO alive"))["response"] == {"text": "alive"}

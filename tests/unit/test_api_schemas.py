@@ -238,6 +238,8 @@ CONTRACT_ROUTES = {
     ("/api/v1/hosts", "get"),
     ("/api/v1/hosts/{host}/ports", "get"),
     ("/api/v1/tokens", "get"),
+    ("/api/v1/metrics", "get"),
+    ("/metrics", "get"),
     ("/api/v1/tokens/{token_id}", "delete"),
     ("/api/v1/openapi.json", "get"),
     ("/api/v1/docs", "get"),
