@@ -367,10 +367,20 @@ class LiveStore:
         queued, inflight, _ = self.device_counts(device)
         return bool(queued or inflight)
 
+    def host_devices_key(self, host: str) -> str:
+        """The set of the names of the devices a host agent serves."""
+        return f"{self.prefix}:host:{host}:devices"
+
     def put_device_config(self, device: str, config: dict[str, Any]) -> None:
-        """Mirror a device's settings for its worker."""
+        """Mirror a device's settings for its worker, and file it under its host."""
         key = self.device_config_key(device)
+        previous_host = self.redis.hget(key, "host")
+        host = config.get("host")
         pipe = self.redis.pipeline()
+        if previous_host and text(previous_host) != host:
+            pipe.srem(self.host_devices_key(text(previous_host)), device)
+        if host:
+            pipe.sadd(self.host_devices_key(str(host)), device)
         pipe.delete(key)
         flat: dict[FieldT, EncodableT] = {
             k: v for k, v in to_redis_fields(config).items() if k != "options"
@@ -391,8 +401,11 @@ class LiveStore:
         return config
 
     def forget_device(self, device: str) -> None:
-        """Drop a device's mirror and live sets."""
+        """Drop a device's mirror and live sets, and take it off its host's list."""
         base = self.device_config_key(device)
+        host = self.redis.hget(base, "host")
+        if host:
+            self.redis.srem(self.host_devices_key(text(host)), device)
         self.redis.delete(
             base,
             f"{base}:alive",

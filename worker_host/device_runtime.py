@@ -26,7 +26,7 @@ from tasks.queues import SERVER_QUEUE
 from tasks.redis_replies import members
 from worker_host.exchange import DeviceExchange
 from worker_host.port_address import PortAddress
-from worker_host.transport import SerialTransport, Transport
+from worker_host.transport import PortsLister, SerialTransport, Transport
 
 log = logging.getLogger("hwq.device")
 
@@ -369,11 +369,30 @@ class DeviceRuntime:
         if self._exchange is not None:
             self._exchange.transport.close()
 
+    def probe_port(self) -> DeviceError | None:
+        """Open the port if it is closed and check it is still there; why not, or None.
 
-def serial_transport(config: dict[str, Any]) -> Transport:
-    """The serial port a device's settings name, at its baud rate."""
+        While a command runs the port is in use and counts as there: should it vanish, the
+        command fails and the next probe sees it.
+        """
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            exchange = self._ready_exchange(current=None)
+            transport = exchange.transport
+            lost = transport.lost() if isinstance(transport, SerialTransport) else None
+            return DeviceError(lost) if lost else None
+        except DeviceError as e:
+            return e
+        finally:
+            self._lock.release()
+
+
+def serial_transport(config: dict[str, Any], ports_lister: PortsLister | None = None) -> Transport:
+    """The serial port a device's settings name, at its baud rate; a `usb:` address is looked
+    up among `ports_lister()` (default: pyserial's list)."""
     try:
         address = PortAddress.parse(str(config["address"]))
     except ValueError as e:
         raise DeviceError(f"device {config.get('name')} has a bad address: {e}") from None
-    return SerialTransport(address, int(config.get("baudrate") or 0))
+    return SerialTransport(address, int(config.get("baudrate") or 0), ports_lister)
