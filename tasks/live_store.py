@@ -391,7 +391,11 @@ class LiveStore:
 
     def device_config(self, device: str) -> dict[str, Any] | None:
         """A device's mirrored settings, or None if it is not registered."""
-        raw = self.redis.hgetall(self.device_config_key(device))
+        return self.parse_device_config(self.redis.hgetall(self.device_config_key(device)))
+
+    @staticmethod
+    def parse_device_config(raw: Fields) -> dict[str, Any] | None:
+        """A device's settings from the HGETALL of its mirror; None if that was empty."""
         if not raw:
             return None
         values = text_fields(raw)

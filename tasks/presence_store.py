@@ -110,7 +110,8 @@ class PresenceStore:
     def announce_host(self, host: str, record: dict[str, str | int]) -> None:
         """Refresh a host agent's record, and add the host to the set of known hosts."""
         key = self.host_key(host)
-        mapping: dict[FieldT, EncodableT] = {**record, "name": host, "last_seen": utc_now_iso()}
+        mapping: dict[FieldT, EncodableT] = {key: value for key, value in record.items()}
+        mapping.update(name=host, last_seen=utc_now_iso())
         pipe = self.redis.pipeline(transaction=False)
         pipe.sadd(self.hosts_key, host)
         pipe.delete(key)
