@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from config import Settings, load_settings
 from config.logging import configure_logging
 from config.settings import DEFAULT_HOME
+
+if TYPE_CHECKING:
+    from worker_host.transport import PortsLister
 
 # Each command imports what its role needs when it runs: a device worker beside the hardware
 # never loads the SQL stack, and `hwq --help` stays quick.
@@ -130,12 +134,18 @@ def _require_registered(settings: Settings, name: str) -> None:
     default=None,
     help="Start a simulated device of this kind in-process and use it.",
 )
+@click.option(
+    "--ports-dir",
+    default=None,
+    help="Also look up usb: addresses among the simulated adapters announced here.",
+)
 def device_worker(
     name: str,
     address: str | None,
     baudrate: int | None,
     codec: str | None,
     simulate: str | None,
+    ports_dir: str | None,
 ) -> None:
     """Run the worker of device NAME (queue hwq.device.NAME)."""
     from hwq.startup_objects import freeze_when_worker_ready
@@ -153,9 +163,18 @@ def device_worker(
         threading.Thread(target=simulator.serve_forever, name="hwq-sim", daemon=True).start()
     app = create_celery(settings)
     overrides = {"address": address, "baudrate": baudrate, "codec": codec}
-    install_device_runtime(app, settings, name, overrides)
+    install_device_runtime(app, settings, name, overrides, _ports_lister(ports_dir))
     freeze_when_worker_ready()
     app.worker_main(device_worker_argv(name, settings, settings.log_level))
+
+
+def _ports_lister(ports_dir: str | None) -> PortsLister | None:
+    if ports_dir is None:
+        return None
+    from worker_host.port_discovery import discover
+
+    folder = Path(ports_dir)
+    return lambda: discover(folder).ports
 
 
 @click.command()
@@ -193,7 +212,26 @@ def flower(port: int | None, address: str) -> None:
 @click.option("--name", default="sim0", show_default=True)
 @click.option("--home", default=None, help="hwq home folder; the log goes to HOME/sim/NAME.log.")
 @click.option("--link", default=None, help="Keep a symlink to the pseudo-terminal here.")
-def sim(kind: str, name: str, home: str | None, link: str | None) -> None:
+@click.option(
+    "--usb",
+    default=None,
+    metavar="VID:PID:SERIAL",
+    help="Behind a simulated USB adapter, announced in --ports-dir; SIGUSR1 unplugs it, "
+    "SIGUSR2 plugs it back (on a new pseudo-terminal).",
+)
+@click.option(
+    "--ports-dir",
+    default=None,
+    help="Where a --usb adapter announces itself (default: HOME/dev/by-id).",
+)
+def sim(
+    kind: str,
+    name: str,
+    home: str | None,
+    link: str | None,
+    usb: str | None,
+    ports_dir: str | None,
+) -> None:
     """Run a simulated device on a pseudo-terminal and print its path."""
     from worker_host.simulator import run_simulator
 
@@ -203,6 +241,17 @@ def sim(kind: str, name: str, home: str | None, link: str | None) -> None:
     def ready(path: str) -> None:
         click.echo(path, nl=True)
 
+    if usb is not None:
+        from worker_host.sim_usb import SimulatedUsbAdapter, UsbIdentity, run_usb_adapter
+
+        try:
+            identity = UsbIdentity.parse(usb)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--usb") from None
+        folder = Path(ports_dir) if ports_dir else settings.home / "dev" / "by-id"
+        adapter = SimulatedUsbAdapter(kind, name, identity, folder, log_path)
+        run_usb_adapter(adapter, ready)
+        return
     run_simulator(kind, name, log_path, Path(link) if link else None, ready)
 
 
