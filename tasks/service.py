@@ -126,6 +126,8 @@ class HwqService(TokenAccess):
 
     def register_device(self, spec: dict[str, Any]) -> dict[str, Any]:
         """Add a device and mirror it for its worker."""
+        # Served by the host agent of this machine unless another host is named.
+        spec = {**spec, "host": spec.get("host") or self.settings.hostname}
         with self._write_session() as session:
             if registry.get_device(session, spec["name"]) is not None:
                 raise Conflict(f"a device named {spec['name']!r} exists already")

@@ -6,6 +6,7 @@ ends when the process that started it ends, however that one ends.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -176,12 +177,31 @@ def default_starter() -> WorkerStarter:
 def run_forked_worker(launch: WorkerLaunch) -> None:
     """In a forked child: become the device worker of `launch.device`."""
     parent = os.getppid()
+    _let_fork_server_end_with_agent()
     _end_with_parent()
     if os.getppid() != parent:
         # The fork server ended between the fork and the line above.
         os._exit(1)
     _log_to(launch.log_path)
     run_device_worker(launch)
+
+
+def _let_fork_server_end_with_agent() -> None:
+    """Close this child's copy of the fork server's "agent alive" pipe.
+
+    The fork server ends when every holder of that pipe's write end has closed it, and hands
+    a copy to each child; were the children to keep theirs, an agent killed with SIGKILL would
+    leave the fork server, and so its workers, running. With only the agent holding it, the
+    fork server ends with the agent, and its children get SIGTERM (`_end_with_parent`).
+    """
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    fd = getattr(server, "_forkserver_alive_fd", None)
+    if isinstance(fd, int):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        server._forkserver_alive_fd = None  # type: ignore[union-attr]
 
 
 def _log_to(path: Path) -> None:
