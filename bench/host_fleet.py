@@ -48,6 +48,10 @@ class HostFleet:
         """The process id of a host agent."""
         return self.stack.processes[f"host-{host}"].pid
 
+    def worker_pids(self, host: str) -> set[int]:
+        """The pids of a host agent's device workers (the children of its fork server)."""
+        return {pid for child in child_pids(self.agent_pid(host)) for pid in child_pids(child)}
+
     def plug_adapter(self, name: str, serial_number: str) -> Path:
         """Start a simulated scpi device behind a USB adapter; its by-id link once plugged."""
         self.stack.spawn(f"sim-{name}", "sim", "--name", name, "--home", str(self.stack.home),
@@ -107,3 +111,12 @@ class HostFleet:
     def error(self, name: str) -> str:
         """Why the device is not online, as stored."""
         return self.presence_store.presence(name)[1] or ""
+
+
+def child_pids(pid: int) -> set[int]:
+    """The pids of a process's children."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            return {int(p) for p in handle.read().split()}
+    except OSError:
+        return set()

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 import serial
 
-from bench.host_fleet import SIM_PID, SIM_VID, HostFleet
+from bench.host_fleet import SIM_PID, SIM_VID, HostFleet, child_pids
 from bench.local_stack import Stack
 from config import Settings
 from tasks.celery_app import create_celery
@@ -32,21 +32,6 @@ def fleet(stack: Stack) -> Iterator[HostFleet]:
 
 def _host() -> str:
     return f"h{uuid.uuid4().hex[:6]}"
-
-
-def _worker_pids(fleet: HostFleet, host: str) -> set[int]:
-    """The pids of the processes the agent's fork server made (its device workers)."""
-    agent = fleet.agent_pid(host)
-    children = _children(agent)
-    return {pid for child in children for pid in _children(child)}
-
-
-def _children(pid: int) -> set[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as handle:
-            return {int(p) for p in handle.read().split()}
-    except OSError:
-        return set()
 
 
 def test_usb_adapter_listed_resolved_and_renumbered(fleet: HostFleet, stack: Stack) -> None:
@@ -115,15 +100,15 @@ def test_two_agents_serve_their_own_devices_and_a_move(fleet: HostFleet, stack: 
         fleet.register(name, str(fleet.ports_dir / f"usb-HWQ_Sim_{name}-if00-port0"), host)
     for name in names.values():
         fleet.wait_presence(name, "online")
-    assert len(_worker_pids(fleet, host_a)) == 1
-    assert len(_worker_pids(fleet, host_b)) == 1
+    assert len(fleet.worker_pids(host_a)) == 1
+    assert len(fleet.worker_pids(host_b)) == 1
 
     moving = names[host_a]
-    before_b = _worker_pids(fleet, host_b)
+    before_b = fleet.worker_pids(host_b)
     fleet.put(moving, host=host_b)
-    stack.wait_for(lambda: not _worker_pids(fleet, host_a), "the old host's worker to stop")
-    stack.wait_for(lambda: len(_worker_pids(fleet, host_b)) == 2, "the new host's worker")
-    assert before_b < _worker_pids(fleet, host_b)
+    stack.wait_for(lambda: not fleet.worker_pids(host_a), "the old host's worker to stop")
+    stack.wait_for(lambda: len(fleet.worker_pids(host_b)) == 2, "the new host's worker")
+    assert before_b < fleet.worker_pids(host_b)
     fleet.wait_presence(moving, "online")
     assert stack.wait(stack.submit(moving, "ECHO moved"))["response"] == {"text": "moved"}
 
@@ -143,7 +128,7 @@ def test_deactivate_releases_the_port_and_activate_serves_again(
 
     fleet.put(name, active="0")
     sync()
-    stack.wait_for(lambda: not _worker_pids(fleet, host), "the worker to stop", timeout=15)
+    stack.wait_for(lambda: not fleet.worker_pids(host), "the worker to stop", timeout=15)
     assert fleet.presence(name) == "inactive"
     # The port is free: this test can hold it exclusively.
     with serial.Serial(str(link), timeout=2, exclusive=True) as port:
@@ -168,8 +153,8 @@ def test_agent_stops_its_workers_on_sigterm_and_with_sigkill(
         fleet.start_agent(host)
         fleet.register(name, str(link), host)
         fleet.wait_presence(name, "online")
-        workers = _worker_pids(fleet, host)
-        forkserver = _children(fleet.agent_pid(host))
+        workers = fleet.worker_pids(host)
+        forkserver = child_pids(fleet.agent_pid(host))
         assert workers
         stack.stop(f"host-{host}", how)
         deadline = time.monotonic() + 30
