@@ -260,9 +260,10 @@ def sim(
     "--ensure-device",
     "devices",
     multiple=True,
-    metavar="NAME[=ADDRESS]",
-    help="Register this device too if it is missing, and mirror it into Redis for its worker "
-    "when HWQ_REDIS_URL is set (repeatable); for deployments.",
+    metavar="NAME[=ADDRESS][@HOST]",
+    help="Register this device too if it is missing, served by the host agent of HOST, and "
+    "mirror it into Redis for its worker when HWQ_REDIS_URL is set (repeatable); for "
+    "deployments.",
 )
 def migrate_command(devices: tuple[str, ...]) -> None:
     """Create or upgrade the results database schema."""
@@ -278,12 +279,16 @@ def migrate_command(devices: tuple[str, ...]) -> None:
     ensured = []
     with write_session(make_sessions(engine)) as session:
         for spec in devices:
+            host = ""
+            if "@" in spec:
+                spec, _, host = spec.rpartition("@")
             name, _, address = spec.partition("=")
             if not DEVICE_NAME_PATTERN.match(name):
                 raise click.BadParameter(f"{name!r} is not a device name", param_hint="NAME")
             row = registry.get_device(session, name)
             if row is None:
-                row = registry.add_device(session, {"name": name, "address": address or None})
+                spec_values = {"name": name, "address": address or None, "host": host or None}
+                row = registry.add_device(session, spec_values)
                 click.echo(f"registered device {name}")
             ensured.append(registry.device_values(row))
     if ensured and settings.redis_url:
