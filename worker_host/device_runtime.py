@@ -378,7 +378,10 @@ class DeviceRuntime:
         if not self._lock.acquire(blocking=False):
             return None
         try:
-            exchange = self._ready_exchange(current=None)
+            exchange = self._exchange
+            if exchange is None or not exchange.transport.is_open:
+                # Only opening needs the settings; an open port is looked at where it is.
+                exchange = self._ready_exchange(current=None)
             transport = exchange.transport
             lost = transport.lost() if isinstance(transport, SerialTransport) else None
             return DeviceError(lost) if lost else None
