@@ -39,7 +39,11 @@ QUICK_ROUNDS = 50
 # Workers whose memory is read, each after a command of its own.
 USS_SAMPLE = 5
 SETTLE_S = 5.0
-RESUME_SETTLE_S = 0.5
+# After SIGCONT, each resumed worker catches up on what fell due while it was paused (its port
+# probe, its renewed pop, its heartbeat): with 199 of them that burst lasts about one probe
+# period, so the crowded turn starts after it, measuring the steady state rather than the
+# pause's aftermath.
+RESUME_SETTLE_S = 2.0
 ONLINE_TIMEOUT_S = 600.0
 USS_RATIO_TARGET, ONLINE_TARGET_S, IDLE_CPU_TARGET_PCT, LATENCY_RATIO_TARGET = 0.5, 10.0, 5.0, 1.2
 _LOG_NAME = re.compile(r"/device-([^/]+)\.log$")
