@@ -10,6 +10,7 @@ import logging
 from functools import partial
 from typing import Any
 
+import redis
 from celery import Celery, bootsteps
 from celery.worker.control import control_command, inspect_command
 
@@ -142,7 +143,13 @@ def install_device_runtime(
 def refuse_bad_settings(live: LiveStore, device: str, overrides: dict[str, Any]) -> None:
     """DeviceError if the device's settings are ones no worker can serve: starting anyway would
     only fail every command, so the worker ends and its host agent says why."""
-    config = live.device_config(device) or {"name": device}
+    try:
+        config = live.device_config(device) or {"name": device}
+    except redis.RedisError as e:
+        # Redis away: the worker waits for the broker as Celery does, and checks each
+        # command's settings as it runs them; a crash here would count against the device.
+        log.warning("settings not checked at start", extra={"device": device, "error": str(e)})
+        return
     config.update({k: v for k, v in overrides.items() if v is not None})
     try:
         device_profile(config)
