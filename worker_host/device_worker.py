@@ -25,6 +25,8 @@ from tasks.queues import device_queue, device_worker_name
 from worker_host.command_pump import CommandPump
 from worker_host.device_runtime import DeviceRuntime, serial_transport
 from worker_host.port_watch import PortWatch
+from worker_host.program_command import ProgramPolicy
+from worker_host.program_limits import ProgramLimits
 from worker_host.signal_wakeup import WakeLoopOnSignal
 from worker_host.transport import PortsLister
 
@@ -83,7 +85,10 @@ def install_device_runtime(
     refuse_bad_settings(live, device, overrides)
     node_name = device_worker_name(device, settings.hostname)
     transport_for = partial(serial_transport, ports_lister=ports_lister)
-    runtime = DeviceRuntime(live, app, device, node_name, overrides, transport_for)
+    programs = ProgramPolicy(
+        settings.allow_python, ProgramLimits.from_settings(settings), settings.hostname
+    )
+    runtime = DeviceRuntime(live, app, device, node_name, overrides, transport_for, programs)
     # `hwq.execute` stays a registered task: should a message reach Celery's pool after all,
     # it runs on the same runtime, under the same lock.
     definitions.install("executor", runtime)
