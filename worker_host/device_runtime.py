@@ -400,6 +400,9 @@ class DeviceRuntime:
             if exchange is None or not exchange.transport.is_open:
                 # Only opening needs the settings; an open port is looked at where it is.
                 exchange = self._ready_exchange(current=None)
+                # The next command reads the settings afresh, as it would without the probe:
+                # a change made since reaches it at once.
+                self._config_read_at = 0.0
             transport = exchange.transport
             lost = transport.lost() if isinstance(transport, SerialTransport) else None
             return DeviceError(lost) if lost else None
