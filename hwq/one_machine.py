@@ -177,8 +177,13 @@ def run_up(
             )  # fmt: skip
             _wait_until(link.exists, SIM_READY_TIMEOUT_S, f"simulator {name}")
         supervisor.start("server-worker", ["server-worker"], server_env)
-        for name in names:
-            supervisor.start(f"device-{name}", ["device-worker", name], device_env)
+        # One host agent serves the sims and every device registered later for this machine.
+        ports_dir = settings.home / "dev" / "by-id"
+        supervisor.start(
+            "host",
+            ["host", "--name", settings.hostname, "--ports-dir", str(ports_dir)],
+            {**device_env, "HWQ_ALLOW_PYTHON": "true"},
+        )
         supervisor.start(
             "api", ["api", "--host", settings.api_host, "--port", str(settings.api_port)],
             server_env,

@@ -362,6 +362,10 @@ class LiveStore:
         queued, inflight, _ = self.device_counts(device)
         return bool(queued or inflight)
 
+    def host_devices_key(self, host: str) -> str:
+        """The set of the names of the devices a host agent serves."""
+        return host_devices_key(self.prefix, host)
+
     def put_device_config(self, device: str, config: dict[str, Any]) -> None:
         """Mirror a device's settings for its worker, and keep it in its host's set only."""
         key = self.device_config_key(device)
@@ -380,7 +384,11 @@ class LiveStore:
 
     def device_config(self, device: str) -> dict[str, Any] | None:
         """A device's mirrored settings, or None if it is not registered."""
-        raw = self.redis.hgetall(self.device_config_key(device))
+        return self.parse_device_config(self.redis.hgetall(self.device_config_key(device)))
+
+    @staticmethod
+    def parse_device_config(raw: Fields) -> dict[str, Any] | None:
+        """A device's settings from the HGETALL of its mirror; None if that was empty."""
         if not raw:
             return None
         values = text_fields(raw)

@@ -38,6 +38,8 @@ log = logging.getLogger("hwq.device")
 
 # After Redis refused or dropped the pop, wait this long before trying again.
 RETRY_S = 1.0
+# While the port is missing, how often the thread looks whether it is back.
+PORT_WAIT_S = 0.5
 # While stopping, how often the thread is asked again to leave its pop.
 STOP_NUDGE_S = 0.2
 
@@ -45,8 +47,16 @@ STOP_NUDGE_S = 0.2
 class CommandPump:
     """The thread that pops a device's queue and runs its commands one at a time."""
 
-    def __init__(self, app: Celery, runtime: DeviceRuntime, hostname: str) -> None:
+    def __init__(
+        self,
+        app: Celery,
+        runtime: DeviceRuntime,
+        hostname: str,
+        port_ready: threading.Event | None = None,
+    ) -> None:
+        """`port_ready`: set while the device's port is open; nothing is claimed while not."""
         self.app = app
+        self.port_ready = port_ready
         self.runtime = runtime
         self.hostname = hostname
         self.queue = device_queue(runtime.device)
@@ -89,6 +99,9 @@ class CommandPump:
         context = {"device": self.runtime.device}
         try:
             while not self._stopping.is_set():
+                if not self._port_ready():
+                    events.flush_if_due()
+                    continue
                 try:
                     message = self.pop.next(events.wait_s(IDLE_POP_S))
                 except redis.RedisError as e:
@@ -99,11 +112,23 @@ class CommandPump:
                     if self._stopping.is_set():
                         self._put_back(message)
                         break
+                    if not self._port_ready(wait=False):
+                        # The port went while the pop waited: the command waits in its queue.
+                        self._put_back(message)
+                        continue
                     self._run_message(message, events)
                 events.flush_if_due()
         finally:
             events.close()
             self.pop.close()
+
+    def _port_ready(self, wait: bool = True) -> bool:
+        """Whether the port is open; waits a little for it unless told not to."""
+        if self.port_ready is None or self.port_ready.is_set():
+            return True
+        if wait:
+            self.port_ready.wait(PORT_WAIT_S)
+        return self.port_ready.is_set()
 
     def _put_back(self, message: bytes) -> None:
         try:

@@ -29,7 +29,7 @@ from worker_host.exchange import DeviceExchange
 from worker_host.port_address import PortAddress
 from worker_host.port_reader import PortReader
 from worker_host.program_command import ProgramPolicy, ProgramTimedOut
-from worker_host.transport import SerialTransport, Transport
+from worker_host.transport import PortsLister, SerialTransport, Transport
 
 log = logging.getLogger("hwq.device")
 
@@ -443,9 +443,37 @@ class DeviceRuntime:
             self._reader.stop()
         self.stream.close()
 
+    def probe_port(self) -> DeviceError | None:
+        """Open the port if it is closed and check it is still there; why not, or None.
 
-def serial_transport(config: dict[str, Any]) -> Transport:
-    """The serial port a device's settings name, at its baud rate."""
+        While a command runs the port is in use and counts as there: should it vanish, the
+        command fails and the next probe sees it.
+        """
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            exchange = self._exchange
+            if exchange is None or not exchange.transport.is_open:
+                # Only opening needs the settings; an open port is looked at where it is.
+                exchange = self._ready_exchange(current=None)
+                # The next command reads the settings afresh, as it would without the probe:
+                # a change made since reaches it at once.
+                self._config_read_at = 0.0
+            transport = exchange.transport
+            # The reader stands in front of the port; whether the adapter is gone is the port's.
+            if isinstance(transport, PortReader):
+                transport = transport.transport
+            lost = transport.lost() if isinstance(transport, SerialTransport) else None
+            return DeviceError(lost) if lost else None
+        except DeviceError as e:
+            return e
+        finally:
+            self._lock.release()
+
+
+def serial_transport(config: dict[str, Any], ports_lister: PortsLister | None = None) -> Transport:
+    """The serial port a device's settings name, at its baud rate; a `usb:` address is looked
+    up among `ports_lister()` (default: pyserial's list)."""
     try:
         address = PortAddress.parse(str(config["address"]))
     except ValueError as e:
@@ -454,7 +482,7 @@ def serial_transport(config: dict[str, Any]) -> Transport:
         line = serial_line(config.get("options") or {})
     except ValueError as e:
         raise DeviceError(f"device {config.get('name')} has a bad serial setting: {e}") from None
-    return SerialTransport(address, int(config.get("baudrate") or 0), line)
+    return SerialTransport(address, int(config.get("baudrate") or 0), line, ports_lister)
 
 
 def _line_settings(config: dict[str, Any]) -> object:

@@ -7,22 +7,28 @@ device's commands are popped and run by the command thread (`command_pump.py`).
 from __future__ import annotations
 
 import logging
-import threading
+from functools import partial
 from typing import Any
 
+import redis
 from celery import Celery, bootsteps
 from celery.worker.control import control_command, inspect_command
 
 from config import Settings
 from tasks import definitions
 from tasks.connections import redis_client
-from tasks.live_store import PRESENCE_TTL_S, LiveStore
+from tasks.device_options import device_profile
+from tasks.errors import DeviceError
+from tasks.live_store import LiveStore
+from tasks.presence_store import PresenceStore
 from tasks.queues import device_queue, device_worker_name
 from worker_host.command_pump import CommandPump
-from worker_host.device_runtime import DeviceRuntime
+from worker_host.device_runtime import DeviceRuntime, serial_transport
+from worker_host.port_watch import PortWatch
 from worker_host.program_command import ProgramPolicy
 from worker_host.program_limits import ProgramLimits
 from worker_host.signal_wakeup import WakeLoopOnSignal
+from worker_host.transport import PortsLister
 
 log = logging.getLogger("hwq.device")
 
@@ -62,21 +68,32 @@ def device_worker_argv(device: str, settings: Settings, log_level: str) -> list[
 
 
 def install_device_runtime(
-    app: Celery, settings: Settings, device: str, overrides: dict[str, Any]
+    app: Celery,
+    settings: Settings,
+    device: str,
+    overrides: dict[str, Any],
+    ports_lister: PortsLister | None = None,
 ) -> DeviceRuntime:
-    """Plug a runtime for `device` into this process and keep the device's presence fresh."""
+    """Plug a runtime for `device` into this process and keep the device's presence fresh.
+
+    `ports_lister`: the ports a `usb:` address is looked up among (default: pyserial's).
+    DeviceError if the device's settings are ones no worker can serve.
+    """
     live = LiveStore(
         redis_client(settings, max_connections=8), settings.key_prefix, settings.lease_grace_s
     )
+    refuse_bad_settings(live, device, overrides)
     node_name = device_worker_name(device, settings.hostname)
+    transport_for = partial(serial_transport, ports_lister=ports_lister)
     programs = ProgramPolicy(
         settings.allow_python, ProgramLimits.from_settings(settings), settings.hostname
     )
-    runtime = DeviceRuntime(live, app, device, node_name, overrides, programs=programs)
+    runtime = DeviceRuntime(live, app, device, node_name, overrides, transport_for, programs)
     # `hwq.execute` stays a registered task: should a message reach Celery's pool after all,
     # it runs on the same runtime, under the same lock.
     definitions.install("executor", runtime)
-    pump = CommandPump(app, runtime, node_name)
+    port_watch = PortWatch(runtime, PresenceStore(live))
+    pump = CommandPump(app, runtime, node_name, port_ready=port_watch.ready)
     queue = device_queue(device)
 
     class LeaveQueueToCommandThread(bootsteps.StartStopStep):
@@ -90,34 +107,16 @@ def install_device_runtime(
             consumer.task_consumer.cancel_by_queue(queue)
 
     class DevicePresence(bootsteps.StartStopStep):
-        """Marks the device online while the worker runs, offline once it stops."""
+        """Opens the port and keeps the device's presence while the worker runs."""
 
         requires = ("celery.worker.components:Pool",)
 
-        def __init__(self, worker: Any, **kwargs: Any) -> None:
-            super().__init__(worker, **kwargs)
-            self.stop_flag = threading.Event()
-            self.thread: threading.Thread | None = None
-
         def start(self, worker: Any) -> None:
-            self.thread = threading.Thread(target=self._beat, name="hwq-presence", daemon=True)
-            self.thread.start()
+            port_watch.start()
             log.info("device worker ready", extra={"device": device})
 
-        def _beat(self) -> None:
-            while not self.stop_flag.is_set():
-                try:
-                    live.mark_present(device)
-                except Exception as e:  # Redis away: keep trying, the TTL says offline
-                    log.warning("presence not recorded", extra={"device": device, "error": str(e)})
-                self.stop_flag.wait(PRESENCE_TTL_S / 3)
-
         def stop(self, worker: Any) -> None:
-            self.stop_flag.set()
-            try:
-                live.mark_absent(device)
-            except Exception:
-                log.warning("could not mark device offline", extra={"device": device})
+            port_watch.stop()
 
     class CommandThread(bootsteps.StartStopStep):
         """Runs the command thread while the worker runs; a stop lets a running command end.
@@ -133,6 +132,8 @@ def install_device_runtime(
 
         def stop(self, worker: Any) -> None:
             pump.stop()
+            # Before the port is closed, or the watch would open it again.
+            port_watch.stop()
             runtime.close()
 
     app.steps["worker"].add(DevicePresence)
@@ -142,6 +143,23 @@ def install_device_runtime(
     report_served_queue(queue)
     refuse_other_queues(device, node_name)
     return runtime
+
+
+def refuse_bad_settings(live: LiveStore, device: str, overrides: dict[str, Any]) -> None:
+    """DeviceError if the device's settings are ones no worker can serve: starting anyway would
+    only fail every command, so the worker ends and its host agent says why."""
+    try:
+        config = live.device_config(device) or {"name": device}
+    except redis.RedisError as e:
+        # Redis away: the worker waits for the broker as Celery does, and checks each
+        # command's settings as it runs them; a crash here would count against the device.
+        log.warning("settings not checked at start", extra={"device": device, "error": str(e)})
+        return
+    config.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        device_profile(config)
+    except ValueError as e:
+        raise DeviceError(f"device {device} has a bad setting: {e}") from None
 
 
 def report_served_queue(queue: str) -> None:

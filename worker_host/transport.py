@@ -10,10 +10,13 @@ serial one. What the device's address names is `port_address.py`'s concern.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
+from collections.abc import Callable, Iterable
 from typing import NoReturn, Protocol
 
 import serial
+from serial.tools.list_ports_common import ListPortInfo
 
 from tasks.device_options import SerialLine
 from tasks.errors import DeviceError
@@ -24,6 +27,10 @@ DEFAULT_BAUDRATE = 115200
 # an RFC 2217 negotiation), so read_some waits in slices of this fixed length and sets a
 # shorter timeout only for the last stretch before its deadline.
 READ_SLICE_S = 0.1
+
+
+# The ports present now, for looking up a `usb:` address.
+PortsLister = Callable[[], Iterable[ListPortInfo]]
 
 
 class Transport(Protocol):
@@ -69,12 +76,18 @@ class SerialTransport:
         address: str | PortAddress,
         baudrate: int = DEFAULT_BAUDRATE,
         line: SerialLine | None = None,
+        ports_lister: PortsLister | None = None,
     ) -> None:
+        """`ports_lister`: the ports a `usb:` address is looked up among (default: pyserial's)."""
         self.address = PortAddress.parse(address) if isinstance(address, str) else address
         self.url = str(self.address)
         self.baudrate = baudrate
         # Byte size, parity, stop bits and flow control: the device's options, or 8N1.
         self.line = line or SerialLine()
+        # Where a path address led when the port was opened: a link that now leads elsewhere,
+        # or nowhere, means the adapter behind the open port is gone.
+        self.opened_path: str | None = None
+        self.ports_lister = ports_lister
         self._port: serial.SerialBase | None = None
 
     @property
@@ -88,7 +101,8 @@ class SerialTransport:
             return
         try:
             # Looked up on every open: a USB adapter plugged back in may have another path.
-            url = self.address.serial_url()
+            present = None if self.ports_lister is None else self.ports_lister()
+            url = self.address.serial_url(present)
             # exclusive: two processes reading one port would each get half of every reply.
             self._port = serial.serial_for_url(
                 url,
@@ -104,6 +118,24 @@ class SerialTransport:
         except (serial.SerialException, OSError, ValueError) as e:
             self._port = None
             raise DeviceError(f"cannot open serial port {self.url}: {e}") from e
+        self.opened_path = None if self.address.kind == "url" else os.path.realpath(url)
+
+    def lost(self) -> str | None:
+        """Why the open port is gone (its adapter unplugged, its link moved), or None if it is
+        still there or not open; a lost port is closed, so the next use reopens it."""
+        port = self._port
+        if port is None:
+            return None
+        try:
+            # A terminal whose far end went away answers this ioctl with EIO.
+            port.in_waiting  # noqa: B018
+        except (serial.SerialException, OSError) as e:
+            self.close()
+            return f"serial port {self.url} is gone: {e}"
+        if self.address.kind == "path" and os.path.realpath(self.url) != self.opened_path:
+            self.close()
+            return f"serial port {self.url} is gone: it no longer leads to {self.opened_path}"
+        return None
 
     def close(self) -> None:
         """Close the port; closing a closed or broken port is not an error."""

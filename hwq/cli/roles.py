@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from config import Settings, load_settings
 from config.logging import configure_logging
 from config.settings import DEFAULT_HOME
+
+if TYPE_CHECKING:
+    from worker_host.transport import PortsLister
 
 # Each command imports what its role needs when it runs: a device worker beside the hardware
 # never loads the SQL stack, and `hwq --help` stays quick.
@@ -130,12 +134,18 @@ def _require_registered(settings: Settings, name: str) -> None:
     default=None,
     help="Start a simulated device of this kind in-process and use it.",
 )
+@click.option(
+    "--ports-dir",
+    default=None,
+    help="Also look up usb: addresses among the simulated adapters announced here.",
+)
 def device_worker(
     name: str,
     address: str | None,
     baudrate: int | None,
     codec: str | None,
     simulate: str | None,
+    ports_dir: str | None,
 ) -> None:
     """Run the worker of device NAME (queue hwq.device.NAME)."""
     from hwq.startup_objects import freeze_when_worker_ready
@@ -153,9 +163,18 @@ def device_worker(
         threading.Thread(target=simulator.serve_forever, name="hwq-sim", daemon=True).start()
     app = create_celery(settings)
     overrides = {"address": address, "baudrate": baudrate, "codec": codec}
-    install_device_runtime(app, settings, name, overrides)
+    install_device_runtime(app, settings, name, overrides, _ports_lister(ports_dir))
     freeze_when_worker_ready()
     app.worker_main(device_worker_argv(name, settings, settings.log_level))
+
+
+def _ports_lister(ports_dir: str | None) -> PortsLister | None:
+    if ports_dir is None:
+        return None
+    from worker_host.port_discovery import discover
+
+    folder = Path(ports_dir)
+    return lambda: discover(folder).ports
 
 
 @click.command()
@@ -201,6 +220,18 @@ def flower(port: int | None, address: str) -> None:
     metavar="S",
     help="Send an unsolicited line every S seconds.",
 )
+@click.option(
+    "--usb",
+    default=None,
+    metavar="VID:PID:SERIAL",
+    help="Behind a simulated USB adapter, announced in --ports-dir; SIGUSR1 unplugs it, "
+    "SIGUSR2 plugs it back (on a new pseudo-terminal).",
+)
+@click.option(
+    "--ports-dir",
+    default=None,
+    help="Where a --usb adapter announces itself (default: HOME/dev/by-id).",
+)
 def sim(
     kind: str,
     name: str,
@@ -208,6 +239,8 @@ def sim(
     link: str | None,
     banner: str | None,
     chatter: float | None,
+    usb: str | None,
+    ports_dir: str | None,
 ) -> None:
     """Run a simulated device on a pseudo-terminal and print its path."""
     from worker_host.simulator import run_simulator
@@ -218,6 +251,17 @@ def sim(
     def ready(path: str) -> None:
         click.echo(path, nl=True)
 
+    if usb is not None:
+        from worker_host.sim_usb import SimulatedUsbAdapter, UsbIdentity, run_usb_adapter
+
+        try:
+            identity = UsbIdentity.parse(usb)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--usb") from None
+        folder = Path(ports_dir) if ports_dir else settings.home / "dev" / "by-id"
+        adapter = SimulatedUsbAdapter(kind, name, identity, folder, log_path)
+        run_usb_adapter(adapter, ready)
+        return
     run_simulator(kind, name, log_path, Path(link) if link else None, ready, banner, chatter)
 
 
@@ -226,9 +270,10 @@ def sim(
     "--ensure-device",
     "devices",
     multiple=True,
-    metavar="NAME[=ADDRESS]",
-    help="Register this device too if it is missing, and mirror it into Redis for its worker "
-    "when HWQ_REDIS_URL is set (repeatable); for deployments.",
+    metavar="NAME[=ADDRESS][@HOST]",
+    help="Register this device too if it is missing, served by the host agent of HOST, and "
+    "mirror it into Redis for its worker when HWQ_REDIS_URL is set (repeatable); for "
+    "deployments.",
 )
 def migrate_command(devices: tuple[str, ...]) -> None:
     """Create or upgrade the results database schema."""
@@ -244,12 +289,16 @@ def migrate_command(devices: tuple[str, ...]) -> None:
     ensured = []
     with write_session(make_sessions(engine)) as session:
         for spec in devices:
+            host = ""
+            if "@" in spec:
+                spec, _, host = spec.rpartition("@")
             name, _, address = spec.partition("=")
             if not DEVICE_NAME_PATTERN.match(name):
                 raise click.BadParameter(f"{name!r} is not a device name", param_hint="NAME")
             row = registry.get_device(session, name)
             if row is None:
-                row = registry.add_device(session, {"name": name, "address": address or None})
+                spec_values = {"name": name, "address": address or None, "host": host or None}
+                row = registry.add_device(session, spec_values)
                 click.echo(f"registered device {name}")
             ensured.append(registry.device_values(row))
     if ensured and settings.redis_url:

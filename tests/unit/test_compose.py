@@ -96,7 +96,7 @@ def _cli_environment(tmp_path: Path) -> dict[str, str]:
 
 def test_hwq_services_are_the_deployment_roles() -> None:
     roles = {_command(name)[0] for name in HWQ_SERVICES}
-    assert {"migrate", "api", "server-worker", "flower", "device-worker"} <= roles
+    assert {"migrate", "api", "server-worker", "flower", "host"} <= roles
 
 
 @pytest.mark.parametrize("name", HWQ_SERVICES)
