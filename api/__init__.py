@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Flask
 
-from api import commands, devices, docs, health, tokens
+from api import commands, console, devices, docs, health, tokens, whoami
 from api.context import EXTENSION_KEY
 from api.inputs import DeviceNameConverter, refuse_oversized_body, refuse_unknown_query
 from api.problems import register_problem_handlers
@@ -43,6 +43,9 @@ def create_app(
     app.url_map.converters["device"] = DeviceNameConverter
     for blueprint in (health.bp, devices.bp, commands.bp, tokens.bp, docs.bp):
         app.register_blueprint(blueprint, url_prefix=API_PREFIX)
+    app.register_blueprint(whoami.bp, url_prefix=API_PREFIX)
+    # The browser console lives at the root, beside the API it uses.
+    app.register_blueprint(console.bp)
     return app
 
 
