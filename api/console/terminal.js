@@ -172,7 +172,7 @@ function repeatControl(device, onStop) {
 
   const form = h("form", { id: "repeat-form" },
     h("fieldset", {}, h("legend", {}, "Repeat and plot"),
-      field("Command", payload), field("every (s)", every), field("for (s)", total), button, status, plotBox));
+      field("Repeated command", payload), field("every (s)", every), field("for (s)", total), button, status, plotBox));
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     if (running) running.stopped = true;
