@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import pytest
+from playwright.sync_api import Browser, expect
 
 from bench.browser import chromium, chromium_missing
 from bench.local_stack import Stack
 
 from conftest import unavailable
 from console_page import ConsolePage
-
-if TYPE_CHECKING:
-    from playwright.sync_api import Browser
 
 STREAM_PATH = "/api/v1/devices/{name}/stream"
 
@@ -40,8 +37,6 @@ def console(browser: Browser, stack: Stack) -> Iterator[ConsolePage]:
 
 
 def _expect() -> object:
-    from playwright.sync_api import expect
-
     return expect
 
 
@@ -52,8 +47,6 @@ def _token(stack: Stack, role: str, name: str) -> str:
 def test_signing_in_shows_the_devices_and_their_presence(
     console: ConsolePage, stack: Stack, device_name: str
 ) -> None:
-    from playwright.sync_api import expect
-
     stack.add_sim_device(device_name)
     page = console.page
     page.get_by_label("Token").fill("hwq_not-a-token")
@@ -75,8 +68,6 @@ def test_signing_in_shows_the_devices_and_their_presence(
 def test_a_command_sent_from_the_terminal_shows_its_reply(
     console: ConsolePage, stack: Stack, device_name: str
 ) -> None:
-    from playwright.sync_api import expect
-
     stack.add_sim_device(device_name)
     console.sign_in(stack.admin_token)
     console.go(f"#/device/{device_name}")
@@ -96,8 +87,6 @@ def test_a_command_sent_from_the_terminal_shows_its_reply(
 def test_the_terminal_shows_the_live_stream_while_a_command_runs(
     console: ConsolePage, stack: Stack, device_name: str
 ) -> None:
-    from playwright.sync_api import expect
-
     document = stack.request("GET", "/openapi.json").body
     if STREAM_PATH not in document["paths"]:
         pytest.skip("this API has no live stream route (GET /devices/{name}/stream)")
@@ -120,8 +109,6 @@ def test_the_terminal_shows_the_live_stream_while_a_command_runs(
 def test_a_queued_command_is_cancelled_from_the_history(
     console: ConsolePage, stack: Stack, device_name: str
 ) -> None:
-    from playwright.sync_api import expect
-
     stack.add_sim_device(device_name)
     busy = stack.submit(device_name, "SLEEP 3000", timeout_s=10)
     queued = stack.submit(device_name, "*IDN?")
@@ -138,8 +125,6 @@ def test_a_queued_command_is_cancelled_from_the_history(
 def test_a_manual_analysis_is_recorded_from_the_commands_page(
     console: ConsolePage, stack: Stack, device_name: str
 ) -> None:
-    from playwright.sync_api import expect
-
     stack.add_sim_device(device_name)
     command_id = stack.submit(device_name, "MEAS:VOLT?", analysis={"analyzer": "manual"})
     assert stack.wait(command_id, seconds=20)["state"] == "responded"
@@ -159,8 +144,6 @@ def test_a_manual_analysis_is_recorded_from_the_commands_page(
 def test_a_viewer_is_offered_nothing_it_may_not_do(
     console: ConsolePage, stack: Stack, device_name: str
 ) -> None:
-    from playwright.sync_api import expect
-
     stack.add_sim_device(device_name)
     busy = stack.submit(device_name, "SLEEP 3000", timeout_s=10)
     queued = stack.submit(device_name, "*IDN?")
@@ -186,8 +169,6 @@ def test_a_viewer_is_offered_nothing_it_may_not_do(
 def test_history_pages_forward_and_back(
     console: ConsolePage, stack: Stack, device_name: str
 ) -> None:
-    from playwright.sync_api import expect
-
     stack.add_sim_device(device_name)
     ids = [stack.submit(device_name, f"ECHO {i}") for i in range(25)]
     stack.wait(ids[-1])
@@ -212,8 +193,6 @@ def test_history_pages_forward_and_back(
 def test_a_repeated_measurement_is_plotted(
     console: ConsolePage, stack: Stack, device_name: str
 ) -> None:
-    from playwright.sync_api import expect
-
     stack.add_sim_device(device_name)
     console.sign_in(stack.admin_token)
     console.go(f"#/device/{device_name}")
@@ -237,8 +216,6 @@ def test_a_repeated_measurement_is_plotted(
 def test_an_admin_lists_and_revokes_tokens(
     console: ConsolePage, stack: Stack, device_name: str
 ) -> None:
-    from playwright.sync_api import expect
-
     doomed = _token(stack, "operator", f"doomed-{device_name}")
     console.sign_in(stack.admin_token)
     console.go("#/tokens")
