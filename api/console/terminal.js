@@ -26,7 +26,7 @@ export async function showTerminal(view, name) {
     const line = h("span", { class: `line ${kind}`, "data-kind": kind },
       h("span", { class: "at" }, (at ? new Date(at) : new Date()).toLocaleTimeString()),
       h("span", { class: "marker", "aria-label": kind }, MARKERS[kind] || "•"),
-      text, extra || null);
+      h("span", { class: "text" }, text), extra || null);
     const atBottom = out.scrollTop + out.clientHeight >= out.scrollHeight - 4;
     out.append(line);
     while (out.childElementCount > MAX_LINES) out.firstElementChild.remove();
@@ -60,7 +60,8 @@ function openStream(name, print, statusEl) {
   const source = new EventSource(streamUrl(name));
   const chunk = (kind) => (event) => {
     const data = JSON.parse(event.data);
-    const text = typeof data.text === "string" ? data.text : base64Hex(data.data || "");
+    // A chunk ending its line needs no blank line after it in the terminal.
+    const text = typeof data.text === "string" ? data.text.replace(/\r?\n$/, "") : base64Hex(data.data || "");
     print(kind, text, data.at);
   };
   source.addEventListener("rx", chunk("rx"));

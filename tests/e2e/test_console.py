@@ -95,9 +95,15 @@ def test_the_terminal_shows_the_live_stream_while_a_command_runs(
     console.go(f"#/device/{device_name}")
     expect(console.page.locator("#stream-status")).to_have_text("live")
     stack.wait(stack.submit(device_name, "ECHO from elsewhere"))
+    # A device's bytes may arrive in any number of chunks, each a line of its own.
+    for kind, text in (("tx", "ECHO from elsewhere"), ("rx", "from elsewhere")):
+        console.page.wait_for_function(
+            """([kind, text]) => Array.from(
+                document.querySelectorAll(`.terminal [data-kind="${kind}"] .text`),
+                (line) => line.textContent).join("").includes(text)""",
+            arg=[kind, text],
+        )
     terminal = console.page.locator(".terminal")
-    expect(terminal.locator('[data-kind="tx"]')).to_contain_text("ECHO from elsewhere")
-    expect(terminal.locator('[data-kind="rx"]')).to_contain_text("from elsewhere")
     # rx and tx differ by colour as well as by their marker.
     rx = terminal.locator('[data-kind="rx"]').first
     tx = terminal.locator('[data-kind="tx"]').first
