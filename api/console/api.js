@@ -4,6 +4,8 @@
 const TOKEN_KEY = "hwq.token";
 export const BASE = "/api/v1";
 
+export const UNAUTHORIZED_EVENT = "hwq-unauthorized";
+
 export const ROLE_RANK = { device: 0, viewer: 1, operator: 2, admin: 3 };
 
 export class ApiError extends Error {
@@ -43,6 +45,10 @@ export async function request(method, path, body) {
     data = text ? JSON.parse(text) : null;
   } catch {
     data = { detail: text.slice(0, 200) };
+  }
+  if (response.status === 401) {
+    // The token was revoked, or the API forgot it: whoever is signed in must sign in again.
+    window.dispatchEvent(new CustomEvent(UNAUTHORIZED_EVENT));
   }
   if (!response.ok) {
     const problem = data || {};

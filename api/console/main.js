@@ -1,6 +1,6 @@
 // Sign-in, the role the token has, and the views by location hash (#/devices, #/device/NAME,
 // #/commands, #/command/ID, #/hosts, #/tokens).
-import { ApiError, get, setToken, token } from "./api.js";
+import { ApiError, UNAUTHORIZED_EVENT, get, setToken, token } from "./api.js";
 import { may, setSignedIn, signedIn } from "./session.js";
 import { problemText, replace, h } from "./dom.js";
 import { showDevices } from "./devices.js";
@@ -80,8 +80,10 @@ function route() {
 }
 
 // A request refused 401 after signing in means the token was revoked: back to sign-in.
-window.addEventListener("unhandledrejection", (event) => {
-  if (event.reason instanceof ApiError && event.reason.status === 401) signOut();
+window.addEventListener(UNAUTHORIZED_EVENT, () => {
+  if (signedIn() === null) return;
+  signOut();
+  $("sign-in-error").textContent = "The API no longer accepts this token; sign in again.";
 });
 
 document.addEventListener("DOMContentLoaded", () => {

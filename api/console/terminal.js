@@ -1,7 +1,7 @@
 // A device's terminal: its live stream (rx and tx told apart by colour and a marker), an input
 // line that submits commands of the device's kinds and shows each reply, and a repeat control
 // that plots a numeric reply over time.
-import { ApiError, enc, get, post, settle, streamUrl } from "./api.js";
+import { enc, get, post, settle, streamUrl } from "./api.js";
 import { field, h, problemText, replace, shortId } from "./dom.js";
 import { presenceBadge } from "./devices.js";
 import { linePlot } from "./plot.js";
@@ -128,7 +128,6 @@ function inputLine(device, print) {
       print(ok ? "reply" : "bad", ok ? replyText(settled) : `${settled.state}${settled.error ? `: ${settled.error}` : ""}`,
         null, h("span", { class: "muted" }, ` [${settled.state}]`));
     } catch (e) {
-      if (e instanceof ApiError && e.status === 401) throw e;
       print("bad", problemText(e));
     }
   });

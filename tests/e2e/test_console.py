@@ -12,7 +12,7 @@ from bench.browser import chromium, chromium_missing
 from bench.local_stack import Stack
 
 from conftest import unavailable
-from console_page import ConsolePage
+from console_page import UI_TIMEOUT_MS, ConsolePage
 
 STREAM_PATH = "/api/v1/devices/{name}/stream"
 
@@ -23,6 +23,8 @@ def browser() -> Iterator[Browser]:
     missing = chromium_missing()
     if missing:
         unavailable(missing)
+    # The machine may be busy: every expectation waits as long as a page action may.
+    expect.set_options(timeout=UI_TIMEOUT_MS)
     with chromium() as browser:
         yield browser
 
@@ -116,7 +118,7 @@ def test_a_queued_command_is_cancelled_from_the_history(
     console: ConsolePage, stack: Stack, device_name: str
 ) -> None:
     stack.add_sim_device(device_name)
-    busy = stack.submit(device_name, "SLEEP 3000", timeout_s=10)
+    busy = stack.submit(device_name, "SLEEP 10000", timeout_s=30)
     queued = stack.submit(device_name, "*IDN?")
     console.sign_in(stack.admin_token)
     console.go(f"#/commands?device={device_name}")
@@ -151,7 +153,7 @@ def test_a_viewer_is_offered_nothing_it_may_not_do(
     console: ConsolePage, stack: Stack, device_name: str
 ) -> None:
     stack.add_sim_device(device_name)
-    busy = stack.submit(device_name, "SLEEP 3000", timeout_s=10)
+    busy = stack.submit(device_name, "SLEEP 10000", timeout_s=30)
     queued = stack.submit(device_name, "*IDN?")
     console.sign_in(_token(stack, "viewer", f"viewer-{device_name}"))
     page = console.page
@@ -239,3 +241,22 @@ def test_an_admin_lists_and_revokes_tokens(
     expect(row).to_have_count(0)
     assert stack.request("GET", "/whoami", token=doomed).status == 401
     assert not re.search(r"hwq_[A-Za-z0-9_-]{20,}", page.content())
+
+
+def test_a_token_revoked_while_signed_in_sends_the_page_back_to_sign_in(
+    console: ConsolePage, stack: Stack, device_name: str
+) -> None:
+    viewer = _token(stack, "viewer", f"leaving-{device_name}")
+    console.sign_in(viewer)
+    page = console.page
+    expect(page.get_by_role("heading", name="Devices")).to_be_visible()
+    (own,) = [
+        t for t in stack.request("GET", "/tokens").body["items"]
+        if t["name"] == f"leaving-{device_name}"
+    ]  # fmt: skip
+    assert stack.request("DELETE", f"/tokens/{own['id']}").status == 204
+    # The device list's next poll is refused, and the page asks for a token again.
+    expect(page.get_by_label("Token")).to_be_visible()
+    expect(page.locator("#sign-in-error")).to_contain_text("no longer accepts this token")
+    expect(page.locator("#view")).to_be_hidden()
+    assert page.evaluate("sessionStorage.length") == 0
