@@ -71,6 +71,12 @@ function route() {
       Promise.resolve(make(match)(view))
         .then((stop) => {
           if (typeof stop === "function") stopView = stop;
+          // A keyboard or screen-reader user starts at the new view's heading.
+          const heading = view.querySelector("h2");
+          if (heading && !view.contains(document.activeElement)) {
+            heading.tabIndex = -1;
+            heading.focus({ preventScroll: true });
+          }
         })
         .catch((e) => view.append(h("p", { class: "error", role: "alert" }, problemText(e))));
       return;
