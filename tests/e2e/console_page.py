@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -10,6 +11,7 @@ if TYPE_CHECKING:
 
 # Generous: a busy two-core machine runs several stacks at once.
 UI_TIMEOUT_MS = 30_000
+POLL_S = 0.05
 
 
 @dataclass
@@ -43,6 +45,20 @@ class ConsolePage:
         self.page.get_by_label("Token").fill(token)
         self.page.get_by_label("Token").press("Enter")
         self.page.locator("#who").wait_for(state="visible")
+
+    def wait_until(self, script: str, arg: object = None) -> object:
+        """Poll a function in the page until it returns something truthy, and return that.
+
+        Not Playwright's wait_for_function: its polling evaluates strings inside the page,
+        which the console's Content-Security-Policy rightly refuses.
+        """
+        deadline = time.monotonic() + UI_TIMEOUT_MS / 1000
+        while True:
+            result = self.page.evaluate(script, arg)
+            if result or time.monotonic() > deadline:
+                assert result, f"still false after {UI_TIMEOUT_MS} ms: {script}"
+                return result
+            time.sleep(POLL_S)
 
     def go(self, hash_path: str) -> None:
         """Open a view by its address (#/devices, #/device/NAME, …)."""

@@ -98,11 +98,11 @@ def test_the_terminal_shows_the_live_stream_while_a_command_runs(
     stack.wait(stack.submit(device_name, "ECHO from elsewhere"))
     # A device's bytes may arrive in any number of chunks, each a line of its own.
     for kind, text in (("tx", "ECHO from elsewhere"), ("rx", "from elsewhere")):
-        console.page.wait_for_function(
+        console.wait_until(
             """([kind, text]) => Array.from(
                 document.querySelectorAll(`.terminal [data-kind="${kind}"] .text`),
                 (line) => line.textContent).join("").includes(text)""",
-            arg=[kind, text],
+            [kind, text],
         )
     terminal = console.page.locator(".terminal")
     # rx and tx differ by colour as well as by their marker.
