@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
-# Debian's chromium; HWQ_CHROMIUM points elsewhere (another build, or chromium on a Mac).
-CHROMIUM = os.environ.get("HWQ_CHROMIUM", "/usr/bin/chromium")
+# Debian's chromium; HWQ_TEST_CHROMIUM points elsewhere (another build, or chromium on a Mac).
+CHROMIUM = os.environ.get("HWQ_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = (
     "--headless",
     "--no-sandbox",
