@@ -1,6 +1,6 @@
 """The browser console: a page at `/` and its scripts and stylesheet under `/console/`.
 
-Plain files from `api/console/`, no build step. The page talks to the public API only, with
+Plain files from `api/static/console/`, no build step. The page talks to the public API only, with
 the token the user signs in with; serving it needs no token (it holds no data).
 """
 
@@ -10,11 +10,14 @@ from pathlib import Path
 
 from flask import Blueprint, Response, abort, send_file
 
+# The docs page's policy fits the console too: everything from this origin, no inline script
+# or style, no CDN, no frames. Its SVG plots are built as DOM nodes, which the policy allows.
+from api.docs import CONTENT_SECURITY_POLICY
 from api.openapi import documented
 
 bp = Blueprint("console", __name__)
 
-CONSOLE_DIR = Path(__file__).resolve().parent / "console"
+CONSOLE_DIR = Path(__file__).resolve().parent / "static" / "console"
 PAGE = "index.html"
 # Media types by suffix; a file of any other suffix is not served.
 MEDIA_TYPES = {
@@ -23,12 +26,6 @@ MEDIA_TYPES = {
     ".svg": "image/svg+xml",
 }
 
-# Everything the page uses comes from this origin: no inline script or style, no CDN, no
-# frames. SVG plots are built as DOM nodes, which the policy allows.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
 # Files are small and change with an upgrade: revalidate each load (ETag → 304), never stale.
 CACHE_CONTROL = "no-cache"
 

@@ -38,7 +38,10 @@ export async function showCommand(view, id) {
       h("h3", {}, "This payload across its history"),
       h("div", { id: "payload-plot" }, h("p", { class: "muted" }, "Reading history…")),
     );
-    plotHistory(command).catch((e) => replace(document.getElementById("payload-plot"), h("p", { class: "error" }, problemText(e))));
+    plotHistory(command).catch((e) => {
+      const box = document.getElementById("payload-plot");
+      if (box) replace(box, h("p", { class: "error" }, problemText(e)));
+    });
     // While it is still moving, follow it with a long-poll rather than a timer.
     if (!isSettled(command)) {
       get(`/commands/${enc(id)}?wait=30`).then(() => { if (!stopped) render(); }).catch(() => {});
