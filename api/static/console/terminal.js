@@ -43,20 +43,25 @@ export async function showTerminal(view, name) {
     may("operator") ? repeatControl(device, (stop) => stops.push(stop)) : null,
   );
 
-  stops.push(openStream(name, print, streamStatus));
+  const showPresence = (presence) => replace(badge, presenceBadge({ presence }));
+  stops.push(openStream(name, print, streamStatus, showPresence));
+  let stopped = false;
   let timer = null;
+  // The stream's presence events show a change at once; the poll also covers a device whose
+  // stream is unavailable.
   const pollPresence = async () => {
     try {
-      replace(badge, presenceBadge(await get(`/devices/${enc(name)}`)));
+      const now = await get(`/devices/${enc(name)}`);
+      if (!stopped) replace(badge, presenceBadge(now));
     } catch { /* shown again on the next poll */ }
-    timer = setTimeout(pollPresence, PRESENCE_POLL_MS);
+    if (!stopped) timer = setTimeout(pollPresence, PRESENCE_POLL_MS);
   };
   timer = setTimeout(pollPresence, PRESENCE_POLL_MS);
-  stops.push(() => clearTimeout(timer));
+  stops.push(() => { stopped = true; clearTimeout(timer); });
   return () => stops.forEach((stop) => stop());
 }
 
-function openStream(name, print, statusEl) {
+function openStream(name, print, statusEl, showPresence) {
   const source = new EventSource(streamUrl(name));
   const chunk = (kind) => (event) => {
     const data = JSON.parse(event.data);
@@ -69,6 +74,7 @@ function openStream(name, print, statusEl) {
   source.addEventListener("presence", (event) => {
     const data = JSON.parse(event.data);
     print("presence", `presence ${data.presence}`, data.at);
+    if (data.presence) showPresence(data.presence);
   });
   source.addEventListener("command", (event) => {
     const data = JSON.parse(event.data);
