@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Iterator
@@ -79,12 +80,19 @@ def test_a_command_sent_from_the_terminal_shows_its_reply(
     command.press("Enter")
     reply = console.page.locator(".terminal .reply")
     expect(reply).to_contain_text("HWQ,SIM")
-    # A frame-shaped or bad entry is refused in the page, with a message, before it is sent.
     command.fill("ECHO console says hi")
     console.page.get_by_role("button", name="Send").click()
+    expect(reply).to_have_count(2)
     expect(reply.last).to_contain_text("console says hi")
+    # Raw bytes, typed with escapes: the terminator is part of what is sent.
+    console.page.get_by_label("Kind").select_option("raw")
+    command.fill("ECHO bytes\\x21\\n")
+    command.press("Enter")
+    expect(reply).to_have_count(3)
+    expect(reply.last).to_contain_text("bytes!")
     history = stack.request("GET", f"/commands?device={device_name}").body["items"]
-    assert [c["payload"] for c in history] == ["ECHO console says hi", "*IDN?"]
+    assert [c["payload"] for c in history[1:]] == ["ECHO console says hi", "*IDN?"]
+    assert base64.b64decode(history[0]["payload"]) == b"ECHO bytes!\n"
 
 
 def test_the_terminal_shows_the_live_stream_while_a_command_runs(
