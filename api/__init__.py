@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Flask
 
-from api import commands, devices, docs, health, hosts, metrics, streams, tokens
+from api import commands, console, devices, docs, health, hosts, metrics, streams, tokens, whoami
 from api.context import EXTENSION_KEY
 from api.inputs import DeviceNameConverter, refuse_oversized_body, refuse_unknown_query
 from api.problems import register_problem_handlers
@@ -47,6 +47,9 @@ def create_app(
         app.register_blueprint(blueprint, url_prefix=API_PREFIX)
     # At /metrics, where Prometheus looks by default, and under the API's prefix.
     app.register_blueprint(metrics.bp)
+    app.register_blueprint(whoami.bp, url_prefix=API_PREFIX)
+    # The browser console lives at the root, beside the API it uses.
+    app.register_blueprint(console.bp)
     return app
 
 

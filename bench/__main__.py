@@ -18,6 +18,7 @@ BENCHMARKS = (
     "footprint",
     "scale",
     "recorder_lag",
+    "console_load",
 )
 
 

@@ -78,9 +78,15 @@ def bench_redis() -> Iterator[str]:
 @contextmanager
 def hwq_stack(redis_url: str, **extra_env: str) -> Iterator[Stack]:
     """API, server worker and SQLite in a temporary home; devices are added by the caller."""
-    with tempfile.TemporaryDirectory(prefix="hwq-bench-") as folder, running_stack(
-        Path(folder), redis_url, "bench", **{"HWQ_LOG_LEVEL": "WARNING", **PLACEMENT, **extra_env}
-    ) as stack:
+    with (
+        tempfile.TemporaryDirectory(prefix="hwq-bench-") as folder,
+        running_stack(
+            Path(folder),
+            redis_url,
+            "bench",
+            **{"HWQ_LOG_LEVEL": "WARNING", **PLACEMENT, **extra_env},
+        ) as stack,
+    ):
         yield stack
 
 
@@ -102,10 +108,25 @@ def bare_celery_workers(redis_url: str, count: int = 1) -> Iterator[BareCelery]:
     env = {**os.environ, "BENCH_BROKER_URL": redis_url}
     workers = [
         subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "bench.bare_celery", "worker", "--pool",
-             "solo", "--hostname", f"bare{i}@bench", "--loglevel", "WARNING", "--without-gossip",
-             "--without-mingle"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "bench.bare_celery",
+                "worker",
+                "--pool",
+                "solo",
+                "--hostname",
+                f"bare{i}@bench",
+                "--loglevel",
+                "WARNING",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )  # fmt: skip
         for i in range(count)
     ]

@@ -100,6 +100,12 @@ class KeepAliveHttp:
             return reply
         raise AssertionError("unreachable: the second attempt returns or raises")
 
+    def close(self) -> None:
+        """Close the calling thread's connection, if it has one."""
+        connection: HTTPConnection | None = getattr(self._local, "connection", None)
+        if connection is not None:
+            self._drop(connection)
+
     def _drop(self, connection: HTTPConnection) -> None:
         connection.close()
         self._local.connection = None

@@ -190,6 +190,9 @@ class Stack:
 
     def close(self) -> None:
         """Stop every child: all are asked at once, then each is waited for."""
+        # A kept-alive connection left to the garbage collector warns at a random moment.
+        if self._http is not None:
+            self._http.close()
         stopping = list(self.processes.values())
         self.processes.clear()
         for process in stopping:

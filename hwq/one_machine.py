@@ -229,6 +229,7 @@ def _banner(
     lines = [
         "hwq is up.",
         f"  API:      http://{host}:{settings.api_port}/api/v1  (docs: /api/v1/docs)",
+        f"  Console:  http://{host}:{settings.api_port}/  (sign in with the admin token)",
         f"  Flower:   http://{host}:{settings.flower_port}  login {flower_auth}"
         f"  (in {settings.home / 'flower.auth'})",
         f"  Gateway:  http://{host}:{settings.gateway_port}  (Socket.IO; a console at /)",

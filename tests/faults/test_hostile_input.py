@@ -190,7 +190,7 @@ def test_unknown_query_parameters_are_refused_on_every_route(stack: Stack, path:
 
 
 def test_unknown_paths_answer_a_typed_not_found_problem(stack: Stack) -> None:
-    for path in ("/", "/api/v1", "/api/v1/nothing-here"):
+    for path in ("/nothing-here", "/api/v1", "/api/v1/nothing-here"):
         reply = http("GET", f"http://127.0.0.1:{stack.api_port}{path}")
         assert reply.status == 404, (path, reply.body)
         assert reply.headers["Content-Type"] == "application/problem+json"

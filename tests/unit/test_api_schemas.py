@@ -244,6 +244,9 @@ CONTRACT_ROUTES = {
     ("/api/v1/openapi.json", "get"),
     ("/api/v1/docs", "get"),
     ("/api/v1/docs/{asset}", "get"),
+    ("/api/v1/whoami", "get"),
+    ("/", "get"),
+    ("/console/{asset}", "get"),
 }
 
 
