@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import unavailable
 
 from bench.local_stack import Stack
 from worker_host.codecs import INT32_MAX, INT32_MIN, FrameSplitter, decode_reply, encode_request
+
+from conftest import unavailable
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MICROPYTHON_PROGRAM = REPO_ROOT / "examples" / "firmware" / "micropython" / "main.py"
