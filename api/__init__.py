@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Flask
 
-from api import commands, devices, docs, health, tokens
+from api import commands, devices, docs, health, polling, tokens
 from api.context import EXTENSION_KEY
 from api.inputs import DeviceNameConverter, refuse_oversized_body, refuse_unknown_query
 from api.problems import register_problem_handlers
@@ -41,7 +41,7 @@ def create_app(
     app.before_request(refuse_unknown_query)
     register_problem_handlers(app)
     app.url_map.converters["device"] = DeviceNameConverter
-    for blueprint in (health.bp, devices.bp, commands.bp, tokens.bp, docs.bp):
+    for blueprint in (health.bp, devices.bp, commands.bp, tokens.bp, docs.bp, polling.bp):
         app.register_blueprint(blueprint, url_prefix=API_PREFIX)
     return app
 

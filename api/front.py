@@ -30,6 +30,7 @@ from api.auth import PRINCIPAL_ENVIRON_KEY, ROLE_ATTRIBUTE, bearer_token, check_
 from api.context import EXTENSION_KEY
 from api.held_waits import ClientGone, HeldWaits, WaitRefused, unless_client_leaves
 from api.inputs import too_large
+from api.poll_front import POLL_ENDPOINT, hold_poll
 from api.problems import problem_for
 from api.request_log import STARTED_ENVIRON_KEY, log_request
 from api.schemas import CommandWaitQuery
@@ -117,6 +118,9 @@ class Front:
         if length is not None and length > limit:
             raise too_large(limit)
         endpoint, args, role = self._route(request.method, request.path)
+        if endpoint == POLL_ENDPOINT and request.method == "GET":
+            await hold_poll(self, request, args["name"], receive, send)
+            return
         if endpoint == WAIT_ENDPOINT and request.method == "GET":
             wait_s = self._wait_s(request.scope["query_string"])
             if wait_s:
