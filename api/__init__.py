@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Flask
 
-from api import commands, devices, docs, health, polling, tokens
+from api import commands, devices, docs, health, legacy, polling, tokens
 from api.context import EXTENSION_KEY
 from api.inputs import DeviceNameConverter, refuse_oversized_body, refuse_unknown_query
 from api.problems import register_problem_handlers
@@ -41,7 +41,8 @@ def create_app(
     app.before_request(refuse_unknown_query)
     register_problem_handlers(app)
     app.url_map.converters["device"] = DeviceNameConverter
-    for blueprint in (health.bp, devices.bp, commands.bp, tokens.bp, docs.bp, polling.bp):
+    blueprints = (health.bp, devices.bp, commands.bp, tokens.bp, docs.bp, polling.bp, legacy.bp)
+    for blueprint in blueprints:
         app.register_blueprint(blueprint, url_prefix=API_PREFIX)
     return app
 

@@ -80,12 +80,14 @@ class PollReplies:
         self.analyse = analyse
         self.ended = ended
 
-    def record(self, principal: Principal, command_id: str, reply: dict[str, Any]) -> str:
-        """Record `reply` to `command_id` from `principal`; returns the state it moved to."""
+    def record(self, principal: Principal | None, command_id: str, reply: dict[str, Any]) -> str:
+        """Record `reply` to `command_id` from `principal` (None: the caller has checked who
+        may answer); returns the state the command moved to."""
         values = self.live.get(command_id)
         if values is None:
             raise NotFound(f"no command with id {command_id!r} awaits a reply")
-        check_device_access(principal, values["device"])
+        if principal is not None:
+            check_device_access(principal, values["device"])
         context = {"device": values["device"], "command": command_id}
         error = reply.get(ERROR_FIELD)
         others = {k: v for k, v in reply.items() if k != ERROR_FIELD and v is not None}
