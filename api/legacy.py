@@ -65,15 +65,29 @@ class LegacyStatus(BaseModel):
     time: str
 
 
-@bp.route("/legacy", methods=["GET", "POST"])
-@documented(
+_DOC = documented(
     "The education ancestor's protocol",
     query=LegacyFields,
     response=LegacyStatus,
     errors=(401, 403, 404, 409),
 )
-def legacy() -> Response:
-    """One operation of the ancestor's protocol on one device."""
+
+
+@bp.get("/legacy")
+@_DOC
+def legacy_status() -> Response:
+    """The ancestor's status_query (fields in the query string); changes nothing."""
+    return _legacy()
+
+
+@bp.post("/legacy")
+@_DOC
+def legacy_operation() -> Response:
+    """One operation of the ancestor's protocol (fields as a form, a query or JSON)."""
+    return _legacy()
+
+
+def _legacy() -> Response:
     fields = _fields()
     principal = _principal(fields)
     user = fields.get("user")

@@ -58,6 +58,8 @@ class OperationDoc:
     other_responses: dict[int, type[BaseModel]] = field(default_factory=dict)
     # Request headers the operation reads, as OpenAPI parameter objects.
     headers: tuple[dict[str, Any], ...] = ()
+    # Other successes that carry no body, each with what it means (a poll's 204).
+    empty_responses: dict[int, str] = field(default_factory=dict)
 
     def __call__(self, view: View) -> View:
         """Attach this description to a view: OperationDoc is used as a decorator."""
@@ -165,6 +167,8 @@ def _operation(
             "description": model.__doc__ or model.__name__,
             "content": {_JSON: {"schema": components.ref(model)}},
         }
+    for status, meaning in doc.empty_responses.items():
+        responses[str(status)] = {"description": meaning}
     operation["responses"] = responses
     return operation
 

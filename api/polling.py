@@ -44,6 +44,7 @@ def check_polling_device(device: dict[str, Any]) -> None:
     query=PollWaitQuery,
     response=Command,
     errors=(409, 429),
+    empty_responses={204: "No command came within the wait"},
 )
 @require_role("device")
 def next_command(name: str) -> Any:
