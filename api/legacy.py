@@ -15,7 +15,6 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 from pydantic import BaseModel, Field
-from werkzeug.exceptions import MethodNotAllowed
 
 from api.auth import bearer_token, check_role
 from api.context import hwq_service
@@ -38,6 +37,9 @@ bp = Blueprint("legacy", __name__)
 
 # The least role each operation needs of a token that is not the device's own.
 ROLE_FOR = {STATUS_QUERY: "viewer", REQUEST: "operator", ANALYSIS: "operator"}
+# How the protocol's own refusals of a field begin: rules of the ancestor's protocol that no
+# schema of its optional fields states (which fields each command needs, GET only to ask).
+LEGACY_REFUSAL = "the legacy protocol needs"
 # Operations a device's own token may do.
 DEVICE_MAY = (STATUS_QUERY, RETRIEVAL, "hw_response_provide")
 
@@ -93,13 +95,12 @@ def _legacy() -> Response:
     user = fields.get("user")
     command = fields.get("command") or ""
     if not user:
-        raise ValidationFailed("user is required", [{"field": "user", "message": "Field required"}])
+        raise _invalid("user", f"{LEGACY_REFUSAL} user (the device's name)")
     if command not in COMMANDS:
-        message = f"command must be one of {', '.join(COMMANDS)}"
-        raise ValidationFailed(message, [{"field": "command", "message": message}])
+        raise _invalid("command", f"{LEGACY_REFUSAL} command, one of {', '.join(COMMANDS)}")
     _authorise(principal, str(user), command)
     if command != STATUS_QUERY and request.method != "POST":
-        raise MethodNotAllowed(["POST"], f"{command} changes the state: send it with POST")
+        raise _invalid("command", f"{LEGACY_REFUSAL} POST for {command}: it changes the state")
     device = hwq_service().get_device(str(user))  # 404 for an unknown user
     parts = poll_parts()
     protocol = LegacyProtocol(hwq_service(), parts.replies, parts.events.collected)
@@ -138,6 +139,10 @@ def _authorise(principal: Principal, device: str, command: str) -> None:
             return
         check_role(principal, "operator")  # raises Forbidden, naming the role needed
     check_role(principal, ROLE_FOR.get(command, "operator"))
+
+
+def _invalid(field: str, message: str) -> ValidationFailed:
+    return ValidationFailed(message, [{"field": field, "message": message}])
 
 
 def _answer(body: dict[str, Any], status: int) -> Response:

@@ -99,8 +99,8 @@ class LegacyProtocol:
         """Do `command` for `user` (authorised already); LegacyRefused when not valid now."""
         needed = NEEDS_FIELD.get(command)
         if needed is not None and fields.get(needed) in (None, ""):
-            message = f"{command} needs {needed}"
-            raise ValidationFailed(message, [{"field": needed, "message": "Field required"}])
+            message = f"the legacy protocol needs {needed} with {command}"
+            raise ValidationFailed(message, [{"field": needed, "message": message}])
         if command == STATUS_QUERY:
             return
         if command == REQUEST:

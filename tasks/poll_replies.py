@@ -29,6 +29,9 @@ REPLY_FIELDS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
 }
 # A reply may instead say the device could not run the command: the command ends failed.
 ERROR_FIELD = "error"
+# How a refusal of a reply that does not fit its command's kind begins: a fault no schema of
+# the reply alone can state, since it depends on the command.
+REPLY_MISFIT = "a reply to a"
 # A late reply is kept as an event whose detail holds at most this much of it.
 LATE_REPLY_DETAIL_CHARS = 1000
 
@@ -51,12 +54,10 @@ def response_for_kind(kind: str, reply: dict[str, Any]) -> dict[str, Any]:
     wrong = sorted(given - allowed)
     missing = [name for name in required if name not in given]
     if wrong or missing:
-        shape = ", ".join(f"{name}" for name in (*required, *defaults))
-        message = f"a reply to a {kind} command has {shape} (or only {ERROR_FIELD})"
-        errors: list[dict[str, object]] = [
-            {"field": name, "message": f"not part of {message}"} for name in wrong
-        ]
-        errors += [{"field": name, "message": "Field required"} for name in missing]
+        shape = ", ".join((*required, *defaults))
+        message = f"{REPLY_MISFIT} {kind} command has {shape}, or only {ERROR_FIELD}"
+        errors: list[dict[str, object]] = [{"field": name, "message": message} for name in wrong]
+        errors += [{"field": name, "message": message} for name in missing]
         raise ValidationFailed(message, errors)
     response = {**defaults, **{k: reply[k] for k in given}}
     if kind == "raw":
@@ -92,9 +93,9 @@ class PollReplies:
         error = reply.get(ERROR_FIELD)
         others = {k: v for k, v in reply.items() if k != ERROR_FIELD and v is not None}
         if error is not None and others:
+            message = f"{REPLY_MISFIT} command has either {ERROR_FIELD} or its response's fields"
             raise ValidationFailed(
-                f"a reply has either {ERROR_FIELD} or the response's fields, not both",
-                [{"field": name, "message": f"not allowed with {ERROR_FIELD}"} for name in others],
+                message, [{"field": name, "message": message} for name in others]
             )
         response = {} if error is not None else response_for_kind(values["kind"], others)
         if values["state"] == State.DISPATCHED and is_poll_claim(values):
