@@ -79,7 +79,7 @@ async def unless_client_leaves(receive: Receive, work: Awaitable[T]) -> T:
     only when the client goes.
     """
     task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnect(receive))
+    watcher = asyncio.ensure_future(client_left(receive))
     try:
         await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -90,7 +90,8 @@ async def unless_client_leaves(receive: Receive, work: Awaitable[T]) -> T:
     raise ClientGone
 
 
-async def _disconnect(receive: Receive) -> None:
+async def client_left(receive: Receive) -> None:
+    """Return once the client disconnects (for a request whose body has been read)."""
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":

@@ -14,6 +14,7 @@ command stays queued, and the reaper publishes it again (Reaper.republish_orphan
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -64,6 +65,8 @@ class PollClaims:
         self.live = live
         self.device = device
         self.queue_key = live.broker_queue_key(device)
+        # The command this poll claimed, once its claim is won (take_async).
+        self.claimed: CommandValues | None = None
 
     def claim_args(self, command_id: str) -> list[Any]:
         """The transition script's arguments that claim `command_id` for this device."""
@@ -150,9 +153,38 @@ class PollClaims:
             if command_id is None:
                 log.warning("message dropped: not a command", extra={"device": self.device})
                 continue
-            reply = await script(args=self.claim_args(command_id))
-            outcome = self.outcome(command_id, LiveStore.transition_result(reply))
+            # A claim that was sent must be known to have been won or not, even when the
+            # client leaves meanwhile: a won one is put back (put_back) rather than stranded.
+            claiming = asyncio.ensure_future(script(args=self.claim_args(command_id)))
+            try:
+                reply = await asyncio.shield(claiming)
+            except asyncio.CancelledError:
+                self._note_claim(command_id, await claiming)
+                raise
+            outcome = self._note_claim(command_id, reply)
             if outcome.send_home_to:
                 await client.lpush(*self.live.execute_message(command_id, outcome.send_home_to))
             if outcome.values is not None:
                 return outcome.values
+
+    def _note_claim(self, command_id: str, reply: Any) -> PollOutcome:
+        outcome = self.outcome(command_id, LiveStore.transition_result(reply))
+        if outcome.values is not None:
+            self.claimed = outcome.values
+        return outcome
+
+    def put_back(self, command_id: str) -> bool:
+        """Queue again a command this poll claimed but could not hand over (its client left):
+        it goes back to the front of the device's queue. Whether it was put back."""
+        result = self.live.move(
+            command_id,
+            State.QUEUED,
+            expected=(State.DISPATCHED,),
+            detail="the polling device left before it was handed over; queued again",
+        )
+        if result.moved:
+            _, message = self.live.execute_message(command_id, self.device)
+            # The end the pops take from: it is next, as it was.
+            self.live.redis.rpush(self.queue_key, message)
+            log.warning("command put back", extra={"device": self.device, "command": command_id})
+        return result.moved
