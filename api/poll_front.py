@@ -8,16 +8,14 @@ Flask view, which answers it as it would without the front door.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qsl
 
 from flask import Response
 from pydantic import ValidationError
 
-from api.held_waits import ClientGone, client_left
+from api.held_waits import ClientGone, unless_client_leaves
 from api.poll_parts import poll_parts_of
 from api.poll_schemas import PollWaitQuery
 from api.polling import HTTP_POLL
@@ -55,12 +53,14 @@ async def hold_poll(
         return
     claims = PollClaims(live, device)
     with front.waits.hold(request.token):
-        values = await _unless_client_leaves(
-            front,
-            claims,
-            receive,
-            claims.take_async(front.redis, wait_s, longest_block_s(front.redis)),
-        )
+        poll = claims.take_async(front.redis, wait_s, longest_block_s(front.redis))
+        try:
+            values = await unless_client_leaves(receive, poll, let_work_settle=True)
+        except ClientGone:
+            # Claimed for a client that left: back in its queue, not stranded until its timeout.
+            if claims.claimed is not None:
+                await front.bridge.run_blocking(claims.put_back, claims.claimed["id"])
+            raise
     if values is None:
         response = Response(status=204)
     else:
@@ -70,27 +70,6 @@ async def hold_poll(
         asyncio.get_running_loop().run_in_executor(None, events.collected, values["id"], device)
         response = cast(Response, front.app.json.response(public_view(values)))
     await front._send_response(request, send, response, close=request.has_body)
-
-
-async def _unless_client_leaves(
-    front: Front, claims: PollClaims, receive: Receive, poll: Coroutine[Any, Any, Any]
-) -> Any:
-    """The poll's command, or ClientGone once the client leaves; a command claimed for a client
-    that left is put back in its queue, not stranded until its timeout."""
-    task = asyncio.ensure_future(poll)
-    watcher = asyncio.ensure_future(client_left(receive))
-    try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-    if not watcher.done() or watcher.cancelled():
-        return task.result()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task  # a claim under way finishes first (PollClaims.take_async)
-    if claims.claimed is not None:
-        await front.bridge.run_blocking(claims.put_back, claims.claimed["id"])
-    raise ClientGone
 
 
 def _wait_s(query_string: bytes) -> float | None:
