@@ -14,14 +14,14 @@ from bench.local_stack import Stack
 pytestmark = pytest.mark.timeout(300)
 
 
-def _agent_device(stack: Stack, name: str) -> None:
+def _agent_device(stack: Stack, name: str, **options: object) -> None:
     """A simulator, its http-poll device, and an agent serving it with a device token."""
     link = stack.home / "dev" / name
     link.parent.mkdir(parents=True, exist_ok=True)
     stack.spawn(f"sim-{name}", "sim", "--kind", "scpi", "--name", name, "--home",
                 str(stack.home), "--link", str(link), with_database=False)  # fmt: skip
     stack.wait_for(link.exists, f"simulator {name}")
-    spec = {"name": name, "transport": "http-poll", "codec": "line"}
+    spec = {"name": name, "transport": "http-poll", "codec": "line", "options": options}
     reply = stack.request("POST", "/devices", body=spec)
     assert reply.status == 201, reply.body
     token = stack.hwq("token", "create", "--role", "device", "--name", f"{name}-agent",
@@ -47,6 +47,18 @@ def test_the_agent_answers_commands_and_times_out_slow_ones(stack: Stack, device
     assert after["response"] == {"text": "after"}, after
     assert stack.device(device_name)["online"] is True
     assert "token" not in stack.log(f"agent-{device_name}").lower().replace("--token", "")
+
+
+def test_python_is_refused_by_an_agent_not_allowed_to_run_it(
+    stack: Stack, device_name: str
+) -> None:
+    _agent_device(stack, device_name, allow_python=True)
+    reply = stack.request("POST", f"/devices/{device_name}/commands",
+                          body={"kind": "python", "payload": "print(1)"})  # fmt: skip
+    assert reply.status == 202, reply.body
+    ended = stack.wait(reply.body["id"])
+    assert ended["state"] == "failed", ended
+    assert "--allow-python" in ended["error"]
 
 
 def test_the_agent_survives_an_api_restart_and_runs_nothing_twice(
