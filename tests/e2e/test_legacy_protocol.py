@@ -120,6 +120,10 @@ def test_the_ancestors_cycle(stack: Stack, device_name: str) -> None:
     assert items[0]["state"] == "done"
     assert items[0]["response"]["stdout"] == "2"
     assert items[0]["analysis"]["value"] == "correct"
+    # Tokens sent as fields (in query strings too) never reach the logs.
+    logs = stack.log("api")
+    assert "/legacy" in logs
+    assert board_token not in logs and operator not in logs
 
 
 def test_legacy_refusals(stack: Stack, device_name: str) -> None:
