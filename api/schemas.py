@@ -21,7 +21,7 @@ from pydantic import (
     field_validator,
 )
 
-from tasks.analysis_params import AnalysisRequest
+from tasks.analyzer_registry import AnalysisRequest
 from tasks.db.ledger import CURSOR_SHAPE
 from tasks.device_options import check_options
 from tasks.json_bounds import MAX_JSON_BYTES, MAX_JSON_DEPTH, json_bound_problem

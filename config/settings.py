@@ -37,6 +37,18 @@ DEFAULT_ANALYSIS_TIMEOUT_S = 5.0
 # Longest a write waits for its turn at a SQLite database before it is refused (503 with
 # Retry-After): a stalled writer must not hold every submission for ever.
 DEFAULT_SQLITE_LOCK_TIMEOUT_S = 5.0
+# Device programs (`kind: "python"`, DESIGN §11) are off unless the host allows them; these
+# bound what one program may take: address space, size of any one file it writes, processes
+# and open files at once, the size of its private working folder, and the output kept of each
+# of stdout and stderr.
+DEFAULT_PROGRAM_MEMORY_MB = 256
+DEFAULT_PROGRAM_FILE_MB = 8
+DEFAULT_PROGRAM_MAX_PROCESSES = 16
+DEFAULT_PROGRAM_MAX_OPEN_FILES = 64
+DEFAULT_PROGRAM_WORKDIR_MB = 32
+DEFAULT_PROGRAM_OUTPUT_KIB = 64
+# Who a program runs as when the device worker runs as root (by name or number).
+DEFAULT_PROGRAM_USER = "nobody"
 # Redis keys all start with this, so tests and several installs can share one server.
 DEFAULT_KEY_PREFIX = "hwq"
 
@@ -64,6 +76,16 @@ class Settings:
     lease_grace_s: float = DEFAULT_LEASE_GRACE_S
     analysis_timeout_s: float = DEFAULT_ANALYSIS_TIMEOUT_S
     sqlite_lock_timeout_s: float = DEFAULT_SQLITE_LOCK_TIMEOUT_S
+    allow_python: bool = False
+    program_memory_mb: int = DEFAULT_PROGRAM_MEMORY_MB
+    program_file_mb: int = DEFAULT_PROGRAM_FILE_MB
+    program_max_processes: int = DEFAULT_PROGRAM_MAX_PROCESSES
+    program_max_open_files: int = DEFAULT_PROGRAM_MAX_OPEN_FILES
+    program_workdir_mb: int = DEFAULT_PROGRAM_WORKDIR_MB
+    program_output_kib: int = DEFAULT_PROGRAM_OUTPUT_KIB
+    program_user: str = DEFAULT_PROGRAM_USER
+    # Paths a program must not see (comma-separated); the host's home folder is always hidden.
+    program_hidden_paths: str = ""
     log_level: str = "INFO"
     log_json: bool = False
     # Each process keeps its threads on one CPU (hwq/cpu_placement.py). Off by default:
@@ -206,6 +228,15 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "lease_grace_s": _parse_positive_float,
     "analysis_timeout_s": _parse_positive_float,
     "sqlite_lock_timeout_s": _parse_positive_float,
+    "allow_python": _parse_bool,
+    "program_memory_mb": _positive(_parse_int),
+    "program_file_mb": _positive(_parse_int),
+    "program_max_processes": _positive(_parse_int),
+    "program_max_open_files": _positive(_parse_int),
+    "program_workdir_mb": _positive(_parse_int),
+    "program_output_kib": _positive(_parse_int),
+    "program_user": lambda _name, raw: raw,
+    "program_hidden_paths": lambda _name, raw: raw,
     "log_level": _parse_log_level,
     "log_json": _parse_bool,
     "pin_cpu": _parse_bool,

@@ -1,22 +1,20 @@
-"""What each analyzer accepts as `params`: one strict model per analyzer, checked at submission.
+"""What each built-in analyzer accepts as `params`: one strict model each, checked at submission.
 
-A submission asks for `{analyzer, params}`; the pair is one of the models below, told apart by
-`analyzer`, so a bad param is refused with 422 naming it (`analysis.params.min`) instead of
-turning into an error verdict once the reply is in. The API's document is built from them.
+A submission asks for `{analyzer, params}`; `tasks.analyzer_registry` checks the params against
+the analyzer's model, so a bad param is refused with 422 naming it (`analysis.params.min`)
+instead of turning into an error verdict once the reply is in.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
     ConfigDict,
-    Discriminator,
     Field,
     SerializerFunctionWrapHandler,
-    TypeAdapter,
     ValidationError,
     ValidationInfo,
     ValidatorFunctionWrapHandler,
@@ -25,12 +23,15 @@ from pydantic import (
     model_serializer,
 )
 
-from tasks.errors import ValidationFailed
+from tasks.json_bounds import json_bound_problem
 
 # Longest `regex` pattern: a pattern is a question about one reply, not a program.
 MAX_PATTERN_CHARS = 1024
 # Longest `equals` text.
 MAX_EXPECTED_CHARS = 4096
+# Longest JSON pointer a `json` check may give, and its shape (RFC 6901).
+MAX_POINTER_CHARS = 1024
+POINTER_PATTERN = r"^(/([^~/]|~[01])*)*$"
 
 
 class AnalyzerParams(BaseModel):
@@ -108,67 +109,39 @@ class EqualsParams(AnalyzerParams):
     expected: JsonScalar
 
 
-class _Analysis(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+# Most values an `expect` analyzer may list.
+MAX_EXPECTED_VALUES = 256
 
 
-class ManualAnalysis(_Analysis):
-    """Record the verdict later with POST /commands/{id}/analysis."""
+class JsonParams(AnalyzerParams):
+    """A JSON-pointer check on a reply that is a JSON document: the value there `equals` the
+    one given and/or (`exists`) is there or not; with neither, passes when there is a value."""
 
-    analyzer: Literal["manual"]
-    params: NoParams = Field(default_factory=lambda: NoParams())
+    pointer: str = Field(
+        max_length=MAX_POINTER_CHARS,
+        description='RFC 6901 pointer: "" (the whole document) or "/a/0"',
+        json_schema_extra={"pattern": POINTER_PATTERN},
+    )
+    equals: Any = Field(default=None, description="The value expected there (any JSON)")
+    exists: bool | None = Field(default=None, description="Whether a value must be there")
 
+    @field_validator("pointer")
+    @classmethod
+    def _is_pointer(cls, value: str) -> str:
+        if not re.fullmatch(POINTER_PATTERN, value):
+            raise ValueError('must be "" or "/"-separated tokens, escaping only ~0 and ~1')
+        return value
 
-class NumberAnalysis(_Analysis):
-    """Read the reply as a number and say whether it lies within [min, max]."""
-
-    analyzer: Literal["number"]
-    params: NumberParams = Field(default_factory=lambda: NumberParams())
-
-
-class RegexAnalysis(_Analysis):
-    """Search the reply for `pattern` and return the groups it captured."""
-
-    analyzer: Literal["regex"]
-    params: RegexParams
-
-
-class EqualsAnalysis(_Analysis):
-    """Compare the reply with `expected`."""
-
-    analyzer: Literal["equals"]
-    params: EqualsParams
-
-
-# How a reply is analysed: a registered analyzer with its params, or `manual`.
-AnalysisRequest = Annotated[
-    ManualAnalysis | NumberAnalysis | RegexAnalysis | EqualsAnalysis, Discriminator("analyzer")
-]
-_REQUESTS = (ManualAnalysis, NumberAnalysis, RegexAnalysis, EqualsAnalysis)
-# Every analyzer name a submission may give, manual included.
-ANALYZER_NAMES: tuple[str, ...] = tuple(
-    get_args(request.model_fields["analyzer"].annotation)[0] for request in _REQUESTS
-)
-_REQUEST = TypeAdapter(AnalysisRequest)
+    @field_validator("equals")
+    @classmethod
+    def _bounded(cls, value: Any) -> Any:
+        problem = json_bound_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
 
-def validated_analysis(analysis: dict[str, Any]) -> dict[str, Any]:
-    """`analysis` checked against its analyzer's declared params; raises ValidationFailed."""
-    try:
-        return _REQUEST.validate_python(analysis).model_dump()
-    except ValidationError as e:
-        errors = [_field_problem(error) for error in e.errors(include_url=False)]
-        fields = ", ".join(sorted({str(error["field"]) for error in errors}))
-        raise ValidationFailed(f"invalid analysis: {fields}", errors) from None
+class ExpectParams(AnalyzerParams):
+    """The texts the reply may be, surrounding blanks aside: it passes when it is one of them."""
 
-
-def _field_problem(error: Any) -> dict[str, object]:
-    if error["type"].startswith("union_tag_"):
-        message = f"must be one of {', '.join(ANALYZER_NAMES)}"
-        return {"field": "analysis.analyzer", "message": message}
-    # The union puts the analyzer's name in front of every other location.
-    loc = [str(part) for part in error["loc"][1:]]
-    return {
-        "field": ".".join(["analysis", *loc]),
-        "message": error["msg"].removeprefix("Value error, "),
-    }
+    one_of: list[JsonScalar] = Field(min_length=1, max_length=MAX_EXPECTED_VALUES)

@@ -140,10 +140,11 @@ class AnalyzerPool:
         except AnalysisTimedOut:
             return {
                 "error": f"analysis stopped: {analysis.get('analyzer')} did not finish "
-                f"within {self.timeout_s:g} s"
+                f"within {self.timeout_s:g} s",
+                "passed": False,
             }
         except AnalyzerDied as e:
-            return {"error": f"analysis failed: {e}"}
+            return {"error": f"analysis failed: {e}", "passed": False}
         self._give_back(child)
         return verdict
 
@@ -213,7 +214,8 @@ def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
         try:
             reply = json.dumps({"verdict": verdict})
         except (TypeError, ValueError) as e:
-            reply = json.dumps({"verdict": {"error": f"the verdict is not JSON: {e}"}})
+            not_json = {"error": f"the verdict is not JSON: {e}", "passed": False}
+            reply = json.dumps({"verdict": not_json})
         replies.write(reply.encode() + b"\n")
         replies.flush()
 

@@ -68,5 +68,5 @@ def check_fits_device(device: str, config: dict[str, Any], request: dict[str, An
 
 
 def allows_python(config: dict[str, Any]) -> bool:
-    """Whether the device's options allow python commands."""
-    return bool((config.get("options") or {}).get("allow_python"))
+    """Whether the device's options allow python commands (`python: true`)."""
+    return (config.get("options") or {}).get("python") is True

@@ -45,8 +45,9 @@ def check_options(options: dict[str, Any]) -> dict[str, Any]:
         raise ValueError('line_ending must be "\\n", "\\r\\n" or "\\r"')
     _number(options, "idle_ms", DEFAULT_IDLE_MS, 1, MAX_IDLE_MS, integer=True)
     _number(options, "settle_s", DEFAULT_SETTLE_S, 0, MAX_SETTLE_S, integer=False)
-    if not isinstance(options.get("raw_multiline", False), bool):
-        raise ValueError("raw_multiline must be true or false")
+    for name in ("raw_multiline", "python"):
+        if not isinstance(options.get(name, False), bool):
+            raise ValueError(f"{name} must be true or false")
     return options
 
 

@@ -216,7 +216,7 @@ class HwqService(TokenAccess):
             # A setting of the device, not a fault of the request: the same body is accepted
             # once the device allows python.
             raise CommandStateError(
-                f"device {device!r} does not allow python commands (options.allow_python)"
+                f"device {device!r} does not allow python commands (options.python)"
             )
         analysis = request.get("analysis")
         check_analysis_request(analysis)

@@ -26,6 +26,7 @@ from tasks.queues import SERVER_QUEUE
 from tasks.redis_replies import members
 from worker_host.exchange import DeviceExchange
 from worker_host.port_address import PortAddress
+from worker_host.program_command import ProgramPolicy, ProgramTimedOut
 from worker_host.transport import SerialTransport, Transport
 
 log = logging.getLogger("hwq.device")
@@ -77,15 +78,17 @@ class DeviceRuntime:
         node_name: str,
         overrides: dict[str, Any] | None = None,
         transport_for: Callable[[dict[str, Any]], Transport] | None = None,
+        programs: ProgramPolicy | None = None,
     ) -> None:
         """`transport_for`: how to reach the device its settings describe (default: the serial
-        port its address names)."""
+        port its address names); `programs`: whether and how `python` commands run here."""
         self.live = live
         self.celery = celery
         self.device = device
         self.node_name = node_name
         self.overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
         self._transport_for = transport_for or serial_transport
+        self._programs = programs or ProgramPolicy()
         self._exchange: DeviceExchange | None = None
         self._port_settings: tuple[Any, ...] | None = None
         self._config: dict[str, Any] | None = None
@@ -227,6 +230,8 @@ class DeviceRuntime:
         if on_dispatched is not None:
             on_dispatched()
         try:
+            if values["kind"] == "python":
+                self._programs.check_allowed(self.device, self._device_config())
             if not_ready is not None:
                 raise not_ready
             exchange = self._ready_exchange(current=command_id)
@@ -242,13 +247,19 @@ class DeviceRuntime:
                 log.warning("claim lost before writing", extra=context)
                 return None
             self._remember_sent(command_id)
-            response = exchange.run(
-                values["kind"],
-                values["payload"],
-                float(values["timeout_s"]),
-                values.get("read"),
-                command_id=command_id,
-            )
+            if values["kind"] == "python":
+                response = self._programs.run(self.device, exchange, str(values["payload"]),
+                                              float(values["timeout_s"]), command_id)  # fmt: skip
+            else:
+                response = exchange.run(
+                    values["kind"],
+                    values["payload"],
+                    float(values["timeout_s"]),
+                    values.get("read"),
+                    command_id=command_id,
+                )
+        except ProgramTimedOut as e:
+            return self._finish(command_id, State.TIMED_OUT, str(e), context, e.result)
         except ReplyTimeout as e:
             return self._finish(command_id, State.TIMED_OUT, str(e), context)
         except DeviceError as e:
@@ -290,11 +301,18 @@ class DeviceRuntime:
         return True
 
     def _finish(
-        self, command_id: str, state: State, error: str, context: dict[str, str]
+        self,
+        command_id: str,
+        state: State,
+        error: str,
+        context: dict[str, str],
+        response: dict[str, Any] | None = None,
     ) -> Outcome | None:
-        moved = self._record(
-            command_id, (state,), detail=error, fields={"error": error}, context=context
-        )
+        """`response`: what there is of a reply, kept with the error (a killed program's output)."""
+        fields: CommandChanges = {"error": error}
+        if response is not None:
+            fields["response"] = response
+        moved = self._record(command_id, (state,), detail=error, fields=fields, context=context)
         log.warning("command %s", state.value, extra={**context, "error": error})
         # Not moved: the reaper ended it meanwhile, and that outcome is the true one.
         return Outcome(state, error) if moved else None

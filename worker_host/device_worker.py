@@ -20,6 +20,8 @@ from tasks.live_store import PRESENCE_TTL_S, LiveStore
 from tasks.queues import device_queue, device_worker_name
 from worker_host.command_pump import CommandPump
 from worker_host.device_runtime import DeviceRuntime
+from worker_host.program_command import ProgramPolicy
+from worker_host.program_limits import ProgramLimits
 from worker_host.signal_wakeup import WakeLoopOnSignal
 
 log = logging.getLogger("hwq.device")
@@ -67,7 +69,10 @@ def install_device_runtime(
         redis_client(settings, max_connections=8), settings.key_prefix, settings.lease_grace_s
     )
     node_name = device_worker_name(device, settings.hostname)
-    runtime = DeviceRuntime(live, app, device, node_name, overrides)
+    programs = ProgramPolicy(
+        settings.allow_python, ProgramLimits.from_settings(settings), settings.hostname
+    )
+    runtime = DeviceRuntime(live, app, device, node_name, overrides, programs=programs)
     # `hwq.execute` stays a registered task: should a message reach Celery's pool after all,
     # it runs on the same runtime, under the same lock.
     definitions.install("executor", runtime)

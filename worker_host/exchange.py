@@ -193,6 +193,10 @@ class DeviceExchange:
             # device whose answer is still to come.
             self._dirty = self._dirty or DirtyPort("the port was opened")
 
+    def mark_dirty(self, cause: str) -> None:
+        """Make the next command drain the port first: it was used outside a command."""
+        self._dirty = self._dirty or DirtyPort(cause)
+
     def expect_late_reply(
         self, command_id: str, kind: str, read: dict[str, object] | None, within_s: float
     ) -> None:

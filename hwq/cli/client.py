@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from hwq.cli.verdict import VERDICT_FAILED_EXIT, failed_verdict
 from hwq.http_client import ApiClient, ApiError
 from tasks.lifecycle import State, is_settled_for_wait, is_terminal
 
@@ -196,7 +197,8 @@ def wait_for_command(
 def _report_run(
     client: ApiClient, command: dict[str, Any], wait_s: float, as_json: bool
 ) -> None:
-    """Print a finished `hwq run`; exit 1 unless the command is done or awaits manual analysis."""
+    """Print a finished `hwq run`; exit 1 unless the command is done or awaits manual analysis,
+    3 when its verdict did not pass."""
     if as_json:
         _echo_json(command)
     command_id, state = command["id"], command["state"]
@@ -204,6 +206,10 @@ def _report_run(
         if not as_json:
             click.echo(reply_text(command))
             _note_analysis(command)
+        failed = failed_verdict(command)
+        if failed is not None:
+            click.echo(f"command {command_id}: {failed}", err=True)
+            click.get_current_context().exit(VERDICT_FAILED_EXIT)
         return
     if is_terminal(state):
         error = command.get("error")
@@ -254,7 +260,10 @@ def _note_analysis(command: dict[str, Any]) -> None:
 @click.argument("device")
 @click.argument("payload")
 @click.option(
-    "--kind", type=click.Choice(["line", "raw", "frame"]), default="line", show_default=True
+    "--kind",
+    type=click.Choice(["line", "raw", "frame", "python"]),
+    default="line",
+    show_default=True,
 )
 @click.option("--base64", "is_base64", is_flag=True, help="Raw PAYLOAD is base64 already.")
 @click.option("--timeout", type=float, help="Seconds the reply must be complete in [API: 5].")
@@ -281,7 +290,10 @@ def run(
     wait: float | None,
     as_json: bool,
 ) -> None:
-    """Run PAYLOAD on DEVICE, wait for it to finish and print the reply."""
+    """Run PAYLOAD on DEVICE, wait for it to finish and print the reply.
+
+    Exit status: 0 done, 1 the command did not end done, 3 done but its verdict failed.
+    """
     body: dict[str, Any] = {"kind": kind, "payload": _payload(kind, payload, is_base64)}
     if timeout is not None:
         body["timeout_s"] = timeout

@@ -92,7 +92,11 @@ def test_a_catastrophic_regex_leaves_other_analyses_and_the_recorder_running(
     )
     plain = stack.submit(other, "*IDN?")
     assert finished(stack, number, 20)["analysis"]["value"]["within"] is True
-    assert finished(stack, regex, 20)["analysis"]["value"] == {"match": True, "groups": ["42"]}
+    assert finished(stack, regex, 20)["analysis"]["value"] == {
+        "match": True,
+        "groups": ["42"],
+        "passed": True,
+    }
     assert finished(stack, plain, 20)["state"] == "done"
     for command_id in (number, regex, plain):
         eventually(lambda c=command_id: ledger_state(stack, c) == "done", "the ledger row", 20)
@@ -139,4 +143,4 @@ def test_an_analysis_whose_worker_dies_each_time_is_abandoned(
     after = stack.submit(
         device_name, "ECHO fine", analysis={"analyzer": "equals", "params": {"expected": "fine"}}
     )
-    assert finished(stack, after, 60)["analysis"]["value"] == {"equal": True}
+    assert finished(stack, after, 60)["analysis"]["value"] == {"equal": True, "passed": True}

@@ -36,10 +36,10 @@ def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 @pytest.fixture(scope="module")
 def device(stack: Stack) -> str:
-    """A simulated device of the module's, which allows python (that no executor runs)."""
+    """A simulated device of the module's, which allows python (that its host does not run)."""
     name = f"f{uuid.uuid4().hex[:8]}"
     stack.add_sim_device(name)
-    reply = stack.request("PATCH", f"/devices/{name}", body={"options": {"allow_python": True}})
+    reply = stack.request("PATCH", f"/devices/{name}", body={"options": {"python": True}})
     assert reply.status == 200, reply.body
     return name
 

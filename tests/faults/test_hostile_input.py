@@ -230,7 +230,7 @@ def test_valid_analyzer_params_still_give_a_verdict(stack: Stack) -> None:
     assert done["analysis"]["value"]["within"] is True, done
     equals = submit(stack, "params", payload="ECHO 5", analysis={
         "analyzer": "equals", "params": {"expected": 5}})  # fmt: skip
-    assert stack.wait(equals.body["id"])["analysis"]["value"] == {"equal": True}
+    assert stack.wait(equals.body["id"])["analysis"]["value"] == {"equal": True, "passed": True}
 
 
 def test_the_cli_shows_a_bad_param_as_the_apis_422(stack: Stack) -> None:
@@ -264,8 +264,8 @@ def test_python_on_a_device_that_does_not_allow_it_is_a_409(stack: Stack, device
     refused = stack.request("POST", f"/devices/{device_name}/commands", body=body)
     assert refused.status == 409, refused.body
     assert refused.headers["Content-Type"] == "application/problem+json"
-    assert "allow_python" in refused.body["detail"]
-    allowed = {"options": {"allow_python": True}}
+    assert "options.python" in refused.body["detail"]
+    allowed = {"options": {"python": True}}
     assert stack.request("PATCH", f"/devices/{device_name}", body=allowed).status == 200
     accepted = stack.request("POST", f"/devices/{device_name}/commands", body=body)
     assert accepted.status == 202, accepted.body

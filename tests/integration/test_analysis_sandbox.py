@@ -24,11 +24,14 @@ def pool() -> Iterator[AnalyzerPool]:
 def test_a_catastrophic_pattern_is_stopped_and_the_next_analysis_runs(pool: AnalyzerPool) -> None:
     started = time.monotonic()
     verdict = pool.verdict(CATASTROPHIC, {"text": "a" * 36 + "!"})
-    assert verdict == {"error": "analysis stopped: regex did not finish within 1 s"}
+    assert verdict == {
+        "error": "analysis stopped: regex did not finish within 1 s",
+        "passed": False,
+    }
     assert time.monotonic() - started < 30  # not the hours the backtracking would take
 
     number = {"analyzer": "number", "params": {"min": 1, "max": 2}}
-    assert pool.verdict(number, {"text": "1.5"}) == {"value": 1.5, "within": True}
+    assert pool.verdict(number, {"text": "1.5"}) == {"value": 1.5, "within": True, "passed": True}
 
 
 def test_children_are_reused_and_carry_no_credentials(
@@ -36,9 +39,9 @@ def test_children_are_reused_and_carry_no_credentials(
 ) -> None:
     monkeypatch.setenv("HWQ_DATABASE_URL", "postgresql+psycopg://hwq:secret@db/hwq")
     equals = {"analyzer": "equals", "params": {"expected": "x"}}
-    assert pool.verdict(equals, {"text": "x"}) == {"equal": True}
+    assert pool.verdict(equals, {"text": "x"}) == {"equal": True, "passed": True}
     (child,) = pool._idle
-    assert pool.verdict(equals, {"text": "y"}) == {"equal": False}
+    assert pool.verdict(equals, {"text": "y"}) == {"equal": False, "passed": False}
     assert pool._idle == [child]
     environ = Path(f"/proc/{child.process.pid}/environ").read_bytes()
     assert b"secret" not in environ
@@ -47,5 +50,21 @@ def test_children_are_reused_and_carry_no_credentials(
 def test_an_analyzer_sees_at_most_the_cap_and_says_it_was_cut() -> None:
     tail = {"analyzer": "regex", "params": {"pattern": "b$"}}
     long_reply = {"text": "a" * MAX_ANALYSED_CHARS + "b"}
-    assert run_analyzer(tail, long_reply) == {"match": False, "groups": [], "truncated": True}
-    assert run_analyzer(tail, {"text": "ab"}) == {"match": True, "groups": []}
+    assert run_analyzer(tail, long_reply) == {
+        "match": False,
+        "groups": [],
+        "passed": False,
+        "truncated": True,
+    }
+    assert run_analyzer(tail, {"text": "ab"}) == {"match": True, "groups": [], "passed": True}
+
+
+def test_an_unanchored_catastrophic_pattern_ends_in_a_timeout_verdict(pool: AnalyzerPool) -> None:
+    pattern = {"analyzer": "regex", "params": {"pattern": "(a+)+$"}}
+    verdict = pool.verdict(pattern, {"text": "a" * 40 + "b"})
+    assert verdict == {
+        "error": "analysis stopped: regex did not finish within 1 s",
+        "passed": False,
+    }
+    expect = {"analyzer": "expect", "params": {"one_of": ["OK"]}}
+    assert pool.verdict(expect, {"text": "OK"}) == {"value": "OK", "passed": True}

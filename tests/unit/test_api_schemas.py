@@ -380,7 +380,14 @@ def test_the_document_refuses_what_the_server_refuses(document: dict[str, Any]) 
         "line", "raw", "frame", "python"
     }  # fmt: skip
     analysis = schemas["LineCommand"]["properties"]["analysis"]["anyOf"][0]
-    assert set(analysis["discriminator"]["mapping"]) == {"manual", "number", "regex", "equals"}
+    assert set(analysis["discriminator"]["mapping"]) == {
+        "manual",
+        "number",
+        "regex",
+        "equals",
+        "json",
+        "expect",
+    }
     assert schemas["RegexParams"]["properties"]["pattern"]["format"] == "regex"
     submit = document["paths"]["/api/v1/devices/{name}/commands"]["post"]["responses"]
     assert "409" in submit  # python to a device that does not allow it

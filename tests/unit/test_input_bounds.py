@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from api.inputs import field_errors
 from api.schemas import AnalysisSubmit, CommandSubmit, DeviceCreate
 from tasks.analysis import ANALYZERS, MANUAL, check_analysis_request
-from tasks.analysis_params import ANALYZER_NAMES
+from tasks.analyzer_registry import ANALYZER_NAMES
 from tasks.errors import ValidationFailed
 from tasks.json_bounds import (
     MAX_JSON_BYTES,

@@ -19,6 +19,7 @@ from config.settings import (
     load_settings,
 )
 from tasks.errors import ConfigError, HwqError
+from worker_host.program_limits import ProgramLimits
 
 
 @pytest.fixture(autouse=True)
@@ -191,6 +192,15 @@ def test_every_field_has_a_variable() -> None:
         "HWQ_LOG_LEVEL": "ERROR",
         "HWQ_LOG_JSON": "true",
         "HWQ_PIN_CPU": "yes",
+        "HWQ_ALLOW_PYTHON": "true",
+        "HWQ_PROGRAM_MEMORY_MB": "100",
+        "HWQ_PROGRAM_FILE_MB": "2",
+        "HWQ_PROGRAM_MAX_PROCESSES": "3",
+        "HWQ_PROGRAM_MAX_OPEN_FILES": "20",
+        "HWQ_PROGRAM_WORKDIR_MB": "4",
+        "HWQ_PROGRAM_OUTPUT_KIB": "5",
+        "HWQ_PROGRAM_USER": "daemon",
+        "HWQ_PROGRAM_HIDDEN_PATHS": "/srv/keys,/opt/lab",
     }
     assert {f"HWQ_{f.name.upper()}" for f in dataclasses.fields(Settings)} == set(environ)
     settings = load_settings(environ=environ)
@@ -359,3 +369,15 @@ def test_with_overrides_returns_a_changed_copy() -> None:
 def test_a_visibility_timeout_shorter_than_a_command_is_refused() -> None:
     with pytest.raises(ConfigError, match="HWQ_VISIBILITY_TIMEOUT_S"):
         load_settings(environ={"HWQ_VISIBILITY_TIMEOUT_S": "100"})
+
+
+def test_program_limits_come_from_the_program_settings() -> None:
+    settings = load_settings(
+        environ={"HWQ_HOME": "/srv/hwq", "HWQ_PROGRAM_MEMORY_MB": "100",
+                 "HWQ_PROGRAM_HIDDEN_PATHS": "/opt/lab, /srv/keys"}
+    )  # fmt: skip
+    limits = ProgramLimits.from_settings(settings)
+    assert limits.memory_bytes == 100 * 1024 * 1024
+    assert {"/srv/hwq", "/opt/lab", "/srv/keys", "/etc"} <= set(limits.hidden_paths)
+    with pytest.raises(ConfigError, match="HWQ_PROGRAM_MAX_PROCESSES"):
+        load_settings(environ={"HWQ_PROGRAM_MAX_PROCESSES": "0"})
