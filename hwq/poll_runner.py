@@ -1,7 +1,8 @@
 """What a polling device's agent does with a command: line, raw and frame commands go to its
 serial port through the same exchange a device worker uses; python programs run in the program
-sandbox only when the agent was started with --allow-python. Every other case is answered with
-an `error`, which ends the command failed.
+sandbox (worker_host.program_sandbox) only when the agent was started with --allow-python,
+reaching the port, if the agent serves one, through the sandbox's device broker. Every other
+case is answered with an `error`, which ends the command failed.
 
 pyserial and the exchange are imported only once a port is used, so an agent without one
 needs nothing beyond the standard library.
@@ -81,14 +82,29 @@ class CommandRunner:
         self._exchange.check_ready()
         return self._exchange
 
-    def _program(self, command: dict[str, Any]) -> dict[str, Any]:
+    def _program(self, command: dict[str, Any]) -> dict[str, Any] | None:
         if not self.allow_python:
             return {"error": "this agent does not run python programs (--allow-python)"}
+        from tasks.errors import DeviceError
+        from worker_host.program_device import ExchangeDevice
+        from worker_host.program_sandbox import run_program
+
+        timeout_s = float(command.get("timeout_s") or 5.0)
+        device = None
         try:
-            from worker_host.program_sandbox import run_program
-        except ImportError:
-            return {"error": "this agent has no program sandbox (worker_host.program_sandbox)"}
-        result = run_program(str(command["payload"]), float(command.get("timeout_s") or 5.0))
+            # The program reaches the device only through the sandbox's broker, as on a worker.
+            if self.port is not None:
+                device = ExchangeDevice(self._ready_exchange())
+            result = run_program(str(command["payload"]), timeout_s, device)
+        except DeviceError as e:
+            return {"error": str(e)}
+        finally:
+            if device is not None:
+                device.close()
+        if str(result.get("error", "")).startswith("timed_out"):
+            # Killed at its timeout: the server ends it timed_out, as a worker's would.
+            log.warning("program timed out", extra={"command_id": command["id"]})
+            return None
         return {
             "stdout": str(result.get("stdout", "")),
             "stderr": str(result.get("stderr", "")),

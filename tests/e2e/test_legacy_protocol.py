@@ -57,7 +57,7 @@ class AncestorClient:
 
 
 def _legacy_device(stack: Stack, name: str, allow_python: bool = True) -> str:
-    body = {"name": name, "transport": "http-poll", "options": {"allow_python": allow_python}}
+    body = {"name": name, "transport": "http-poll", "options": {"python": allow_python}}
     assert stack.request("POST", "/devices", body=body).status == 201
     return stack.hwq("token", "create", "--role", "device", "--name", f"{name}-board",
                      "--device", name).strip()  # fmt: skip

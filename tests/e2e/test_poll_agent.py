@@ -14,7 +14,7 @@ from bench.local_stack import Stack
 pytestmark = pytest.mark.timeout(300)
 
 
-def _agent_device(stack: Stack, name: str, **options: object) -> None:
+def _agent_device(stack: Stack, name: str, *agent_args: str, **options: object) -> None:
     """A simulator, its http-poll device, and an agent serving it with a device token."""
     link = stack.home / "dev" / name
     link.parent.mkdir(parents=True, exist_ok=True)
@@ -28,7 +28,7 @@ def _agent_device(stack: Stack, name: str, **options: object) -> None:
                       "--device", name).strip()  # fmt: skip
     url = f"http://127.0.0.1:{stack.api_port}"
     stack.spawn(f"agent-{name}", "poll-device", name, "--url", url, "--token", token,
-                "--port", str(link), "--wait", "5", with_database=False)  # fmt: skip
+                "--port", str(link), "--wait", "5", *agent_args, with_database=False)  # fmt: skip
     stack.wait_for(lambda: stack.device(name)["online"], f"agent of {name}")
 
 
@@ -52,13 +52,27 @@ def test_the_agent_answers_commands_and_times_out_slow_ones(stack: Stack, device
 def test_python_is_refused_by_an_agent_not_allowed_to_run_it(
     stack: Stack, device_name: str
 ) -> None:
-    _agent_device(stack, device_name, allow_python=True)
+    _agent_device(stack, device_name, python=True)
     reply = stack.request("POST", f"/devices/{device_name}/commands",
                           body={"kind": "python", "payload": "print(1)"})  # fmt: skip
     assert reply.status == 202, reply.body
     ended = stack.wait(reply.body["id"])
     assert ended["state"] == "failed", ended
     assert "--allow-python" in ended["error"]
+
+
+def test_an_allowed_program_runs_in_the_sandbox_and_reaches_the_device(
+    stack: Stack, device_name: str
+) -> None:
+    _agent_device(stack, device_name, "--allow-python", python=True)
+    source = "print(6 * 7)\nprint(device.query('ECHO from the program'))\n"
+    reply = stack.request("POST", f"/devices/{device_name}/commands",
+                          body={"kind": "python", "payload": source, "timeout_s": 30})  # fmt: skip
+    assert reply.status == 202, reply.body
+    ended = stack.wait(reply.body["id"], seconds=60)
+    assert ended["state"] == "done", ended
+    assert ended["response"]["stdout"] == "42\nfrom the program\n", ended
+    assert ended["response"]["exit_code"] == 0
 
 
 def test_the_agent_survives_an_api_restart_and_runs_nothing_twice(
