@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Flask
 
-from api import commands, devices, docs, health, legacy, polling, tokens
+from api import commands, devices, docs, health, hosts, legacy, metrics, polling, streams, tokens
 from api.context import EXTENSION_KEY
 from api.inputs import DeviceNameConverter, refuse_oversized_body, refuse_unknown_query
 from api.problems import register_problem_handlers
@@ -41,9 +41,20 @@ def create_app(
     app.before_request(refuse_unknown_query)
     register_problem_handlers(app)
     app.url_map.converters["device"] = DeviceNameConverter
-    blueprints = (health.bp, devices.bp, commands.bp, tokens.bp, docs.bp, polling.bp, legacy.bp)
-    for blueprint in blueprints:
+    for blueprint in (
+        health.bp,
+        devices.bp,
+        hosts.bp,
+        commands.bp,
+        tokens.bp,
+        docs.bp,
+        streams.bp,
+        polling.bp,
+        legacy.bp,
+    ):
         app.register_blueprint(blueprint, url_prefix=API_PREFIX)
+    # At /metrics, where Prometheus looks by default, and under the API's prefix.
+    app.register_blueprint(metrics.bp)
     return app
 
 

@@ -4,41 +4,65 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, url_for
+from flask import Blueprint, request, url_for
 
 from api.auth import current_principal, require_role
 from api.context import hwq_service
 from api.inputs import IDEMPOTENCY_KEY_PARAMETER, idempotency_key, json_body, query_args
 from api.openapi import documented
-from api.request_log import note
-from api.responses import Command, CommandEventList, CommandList
-from api.schemas import AnalysisSubmit, CommandListQuery, CommandSubmit, CommandWaitQuery
+from api.request_log import FRONT_HOLDS_SUBMIT_WAIT, note
+from api.responses import Command, CommandEventList, CommandList, SettledCommand
+from api.schemas import (
+    AnalysisSubmit,
+    CommandListQuery,
+    CommandSubmit,
+    CommandWaitQuery,
+    write_only,
+)
+from tasks.command_fit import WRITE_ONLY_READ
+from tasks.lifecycle import is_settled_for_wait
 
 bp = Blueprint("commands", __name__)
 
 
 @bp.post("/devices/<device:name>/commands")
 @documented(
-    "Submit a command",
+    "Submit a command, optionally waiting for it to settle",
     body=CommandSubmit,
+    query=CommandWaitQuery,
     response=Command,
     status=202,
     errors=(409, 429),
     headers=(IDEMPOTENCY_KEY_PARAMETER,),
+    other_responses={200: SettledCommand},
 )
 @require_role("operator")
 def submit_command(name: str) -> tuple[dict[str, Any], int, dict[str, str]]:
     """Queue a command on a device; 202 with its Location, 429 if the device's queue is full.
 
-    409 for a python command to a device that does not allow python.
+    With `wait`, 200 once it settles within that many seconds, else 202 as it stands. 409 for
+    a python command to a device that does not allow python.
     """
-    submission = json_body(CommandSubmit).model_dump()
+    body = json_body(CommandSubmit)
+    submission = body.model_dump()
+    if submission["kind"] == "raw" and write_only(body.root):
+        submission["read"] = WRITE_ONLY_READ
+    wait = query_args(CommandWaitQuery).wait
     key = idempotency_key()
     principal = current_principal()
     assert principal is not None  # require_role has authenticated the request
     command = hwq_service().submit(name, principal.name, submission, idempotency_key=key)
     note(command=command["id"])
-    return command, 202, {"Location": url_for(".get_command", command_id=command["id"])}
+    location = {"Location": url_for(".get_command", command_id=command["id"])}
+    # Behind the front door the wait is held there, on asyncio, once this thread is free.
+    if wait and not request.environ.get(FRONT_HOLDS_SUBMIT_WAIT):
+        command = hwq_service().wait_command(command["id"], wait)
+    return command, submitted_status(command, wait), location
+
+
+def submitted_status(command: dict[str, Any], wait: float | None) -> int:
+    """200 for a submission that waited and saw its command settle, else 202."""
+    return 200 if wait and is_settled_for_wait(command) else 202
 
 
 @bp.get("/commands/<command_id>")

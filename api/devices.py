@@ -30,7 +30,7 @@ def list_devices() -> dict[str, Any]:
 def register_device() -> tuple[dict[str, Any], int, dict[str, str]]:
     """Register a device; 409 if the name is taken."""
     spec = json_body(DeviceCreate)
-    device = hwq_service().register_device(spec.model_dump())
+    device = hwq_service().register_device(spec.model_dump(exclude_unset=True))
     return device, 201, {"Location": url_for(".get_device", name=device["name"])}
 
 

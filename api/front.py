@@ -8,12 +8,17 @@ is whole and allowed, and holds long-polls with no thread at all.
 - `GET /commands/{id}?wait=S` waits on redis.asyncio: a coroutine and a Redis connection
   each, up to HWQ_MAX_WAITS in all and HWQ_MAX_WAITS_PER_TOKEN per token (503 and 429 with
   Retry-After beyond), ended early if the client leaves.
+- `POST /devices/{name}/commands?wait=S` is submitted by the Flask app on a thread, which is
+  then free again; the wait for the command to settle is held here like the one above.
+- `GET /devices/{name}/stream` (Server-Sent Events) is served by `stream_server.py` the same
+  way: a coroutine blocked in XREAD per observer, capped by HWQ_MAX_STREAMS(_PER_TOKEN).
 - Everything else runs the Flask app, unchanged, on a pool of HWQ_API_THREADS threads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -27,13 +32,15 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestTimeout
 
 from api.auth import PRINCIPAL_ENVIRON_KEY, ROLE_ATTRIBUTE, bearer_token, check_role
+from api.commands import submitted_status
 from api.context import EXTENSION_KEY
 from api.held_waits import ClientGone, HeldWaits, WaitRefused, unless_client_leaves
 from api.inputs import too_large
 from api.poll_front import POLL_ENDPOINT, hold_poll
 from api.problems import problem_for
-from api.request_log import STARTED_ENVIRON_KEY, log_request
+from api.request_log import FRONT_HOLDS_SUBMIT_WAIT, STARTED_ENVIRON_KEY, log_request
 from api.schemas import CommandWaitQuery
+from api.stream_server import StreamServer
 from api.wsgi_bridge import WsgiBridge, wsgi_environ
 from config import Settings
 from tasks.auth import Principal
@@ -50,6 +57,10 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 # The view whose `?wait` the front door holds itself.
 WAIT_ENDPOINT = "commands.get_command"
+# The view that submits a command; the front door holds the `?wait` that follows.
+SUBMIT_ENDPOINT = "commands.submit_command"
+# The view the front door serves itself, as a stream.
+STREAM_ENDPOINT = "streams.stream_device"
 # Redis connections beyond one per held wait, for the round that renews a block.
 WAIT_POOL_HEADROOM = 16
 
@@ -94,6 +105,12 @@ class Front:
         self.redis: redis.asyncio.Redis = async_redis_client(
             settings, settings.max_waits + WAIT_POOL_HEADROOM
         )
+        self.streams = StreamServer(
+            async_redis_client(settings, settings.max_streams + WAIT_POOL_HEADROOM),
+            settings.key_prefix,
+            HeldWaits(settings.max_streams, settings.max_streams_per_token),
+            self.service.live.device_config_key,
+        )
         self._routes = app.url_map.bind("localhost")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -126,6 +143,9 @@ class Front:
             if wait_s:
                 await self._hold_wait(request, args["command_id"], wait_s, receive, send)
                 return
+        if endpoint == STREAM_ENDPOINT and request.method == "GET":
+            await self._stream(request, args["name"], receive, send)
+            return
         body, unread = b"", False
         if request.has_body:
             if endpoint is None:
@@ -135,6 +155,11 @@ class Front:
                 if role is not None:
                     await self._authenticate(request)
                 body = await self._read_body(receive, limit)
+        if endpoint == SUBMIT_ENDPOINT and request.method == "POST":
+            wait_s = self._wait_s(request.scope["query_string"])
+            if wait_s:
+                await self._submit_and_wait(request, body, wait_s, receive, send)
+                return
         await self._run_app(request, body, send, close=unread)
 
     def _route(self, method: str, path: str) -> tuple[str | None, dict[str, Any], str | None]:
@@ -158,8 +183,8 @@ class Front:
             return None
         return query.wait or None
 
-    async def _authenticate(self, request: Incoming) -> Principal:
-        token = bearer_token(request.headers.get("authorization", ""))
+    async def _authenticate(self, request: Incoming, token: str | None = None) -> Principal:
+        token = token or bearer_token(request.headers.get("authorization", ""))
         # A revocation moves the generation on; a cached token of an older one is looked up.
         generation = await self.redis.get(self.service.token_generation_key)
         principal = self.service.cached_principal(token, generation)
@@ -208,12 +233,72 @@ class Front:
         # A body sent with a GET is never read; it must not be taken for the next request.
         await self._send_response(request, send, response, close=request.has_body)
 
+    async def _submit_and_wait(
+        self, request: Incoming, body: bytes, wait_s: float, receive: Receive, send: Send
+    ) -> None:
+        """Submit on a thread, then hold the wait for the command here, with no thread."""
+        status, headers, content = await self.bridge.call(
+            self._environ(request, body, {FRONT_HOLDS_SUBMIT_WAIT: True})
+        )
+        if status != 202:  # refused: the problem is the answer
+            await _send(send, status, headers, content, close=False)
+            return
+        command = json.loads(content)
+        request.log_fields["command"] = command["id"]
+        if not is_settled_for_wait(command):
+            command = await self._settled_or_as_it_stands(request, command, wait_s, receive)
+        response = cast(Response, self.app.json.response(command))
+        response.status_code = submitted_status(command, wait_s)
+        response.headers["Location"] = _header(headers, b"location")
+        await self._send_response(request, send, response, close=False)
+
+    async def _settled_or_as_it_stands(
+        self, request: Incoming, command: dict[str, Any], wait_s: float, receive: Receive
+    ) -> dict[str, Any]:
+        rounds = self.service.live.command_wait(
+            command["id"],
+            wait_s,
+            is_settled_for_wait,
+            self.service.accepted_recently(command["id"]),
+            client=self.redis,
+        )
+        try:
+            with self.waits.hold(request.token):
+                values = await unless_client_leaves(receive, rounds.run_async(self.redis))
+        except WaitRefused:
+            # The command is accepted already: past a cap it is answered as it stands (202),
+            # never refused, and the client waits with GET ?wait as it would after a 202.
+            return command
+        except redis.RedisError as e:
+            # Likewise when Redis fails mid-wait: a problem here would read as "not accepted".
+            log.warning("submission's wait cut short", extra={"command_id": command["id"],
+                                                             "error": str(e)})  # fmt: skip
+            return command
+        return command if values is None else public_view(values)
+    async def _stream(self, request: Incoming, device: str, receive: Receive, send: Send) -> None:
+        """A device's live stream, until the client leaves."""
+        request.log_fields["device"] = device
+
+        async def authenticate(token: str) -> Principal:
+            return await self._authenticate(request, token)
+
+        await self.streams.serve(
+            device, request.headers, request.scope["query_string"], authenticate, receive, send
+        )
+        log_request(request.method, request.path, 200, request.started, request.principal,
+                    {**request.log_fields, "detail": "stream ended"})  # fmt: skip
+
     async def _run_app(self, request: Incoming, body: bytes, send: Send, close: bool) -> None:
-        extra: dict[str, Any] = {STARTED_ENVIRON_KEY: request.started}
-        if request.principal is not None:
-            extra[PRINCIPAL_ENVIRON_KEY] = request.principal
-        status, headers, content = await self.bridge.call(wsgi_environ(request.scope, body, extra))
+        status, headers, content = await self.bridge.call(self._environ(request, body))
         await _send(send, status, headers, content, close)
+
+    def _environ(
+        self, request: Incoming, body: bytes, extra: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        environ: dict[str, Any] = {STARTED_ENVIRON_KEY: request.started, **(extra or {})}
+        if request.principal is not None:
+            environ[PRINCIPAL_ENVIRON_KEY] = request.principal
+        return wsgi_environ(request.scope, body, environ)
 
     async def _refuse(
         self,
@@ -255,6 +340,10 @@ async def _within(awaitable: Awaitable[dict[str, Any]], seconds: float) -> dict[
     if seconds <= 0:
         raise TimeoutError
     return await asyncio.wait_for(awaitable, seconds)
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str:
+    return next((v.decode("latin-1") for k, v in headers if k == name), "")
 
 
 def _without_wait(scope: Scope) -> bytes:

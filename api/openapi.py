@@ -60,6 +60,8 @@ class OperationDoc:
     headers: tuple[dict[str, Any], ...] = ()
     # Other successes that carry no body, each with what it means (a poll's 204).
     empty_responses: dict[int, str] = field(default_factory=dict)
+    # What a client should know beyond the summary, put before the role in the description.
+    notes: str | None = None
 
     def __call__(self, view: View) -> View:
         """Attach this description to a view: OperationDoc is used as a decorator."""
@@ -139,6 +141,8 @@ def _operation(
     errors = {422, 503, *doc.errors}
     if role:
         operation["description"] = f"Needs a bearer token with the {role} role or higher."
+        if doc.notes:
+            operation["description"] = f"{doc.notes} {operation['description']}"
         operation["security"] = [{"bearer": []}]
         operation["x-hwq-role"] = role
         errors |= {401, 403}

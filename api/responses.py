@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from api.schemas import Codec, Transport
 from tasks.lifecycle import State
+
+Presence = Literal["online", "port-missing", "offline", "inactive", "failed"]
 
 
 class Health(BaseModel):
@@ -35,11 +37,54 @@ class Device(BaseModel):
     codec: Codec
     options: dict[str, Any]
     host: str | None
-    online: bool
+    active: bool = Field(description="false once deactivated: no worker, the port released")
+    presence: Presence = Field(
+        description="online: worker up, port open; port-missing: worker up, port gone; "
+        "offline: no worker; inactive: deactivated; failed: its worker crashed too often"
+    )
+    error: str | None = Field(description="Why the port or the worker failed, if it did")
+    online: bool = Field(description='presence == "online"')
     last_seen: str | None
     state: int = Field(ge=0, le=3, description="0 rest, 1 requested, 2 collected, 3 responded")
     queue_depth: int
     created_at: str
+
+
+class Host(BaseModel):
+    """A host agent, the machine beside some hardware that serves its devices."""
+
+    name: str
+    online: bool = Field(description="its agent announced itself within the last 30 s")
+    last_seen: str | None
+    devices: list[str] = Field(description="names of the devices it serves")
+
+
+class HostList(BaseModel):
+    """Every host that announced itself or has devices."""
+
+    items: list[Host]
+
+
+class Port(BaseModel):
+    """A serial port a host agent sees, as pyserial lists it."""
+
+    path: str
+    by_id: str | None = Field(description="its /dev/serial/by-id/ link")
+    description: str | None
+    hwid: str | None
+    vid: str | None = Field(description="USB vendor id, 4 lower-case hex digits")
+    pid: str | None = Field(description="USB product id, 4 lower-case hex digits")
+    serial_number: str | None
+    location: str | None
+    manufacturer: str | None
+    product: str | None
+    device: str | None = Field(description="the hwq device bound to this port")
+
+
+class PortList(BaseModel):
+    """The ports one host agent last announced."""
+
+    items: list[Port]
 
 
 class DeviceList(BaseModel):
@@ -65,6 +110,11 @@ class Command(BaseModel):
     dispatched_at: str | None
     responded_at: str | None
     finished_at: str | None
+
+
+class SettledCommand(Command):
+    """The command, settled (terminal, or responded and waiting for manual analysis) within
+    the submission's `wait`."""
 
 
 class CommandList(BaseModel):

@@ -18,15 +18,17 @@ from pydantic import (
     Discriminator,
     Field,
     RootModel,
+    ValidationError,
     field_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from tasks.analyzer_registry import AnalysisRequest
 from tasks.db.ledger import CURSOR_SHAPE
-from tasks.device_options import check_options
+from tasks.device_options import OptionError, check_options
 from tasks.json_bounds import MAX_JSON_BYTES, MAX_JSON_DEPTH, json_bound_problem
 from tasks.lifecycle import State
-from tasks.queues import DEVICE_NAME_PATTERN
+from tasks.queues import DEVICE_NAME_PATTERN, HOST_NAME_PATTERN
 
 # Longest line command, in characters; a line is one instrument command, not a file transfer.
 MAX_LINE_CHARS = 4096
@@ -73,6 +75,18 @@ def _whole_number(value: object) -> object:
     return value
 
 
+def _checked_options(options: dict[str, Any]) -> dict[str, Any]:
+    # Raised as a ValidationError of its own so the problem names `options.parity`, not `options`.
+    try:
+        return check_options(options)
+    except OptionError as e:
+        detail = PydanticCustomError("value_error", "{message}", {"message": str(e)})
+        raise ValidationError.from_exception_data(
+            "options",
+            [InitErrorDetails(type=detail, loc=(e.option,), input=options.get(e.option))],
+        ) from None
+
+
 def _bounded_json(value: object) -> object:
     problem = json_bound_problem(value)
     if problem is not None:
@@ -99,11 +113,26 @@ _FREE_JSON_LIMITS = f"at most {MAX_JSON_DEPTH} levels deep and {MAX_JSON_BYTES} 
 FreeJson = Annotated[
     Any, AfterValidator(_bounded_json), Field(description=f"Any JSON value, {_FREE_JSON_LIMITS}")
 ]
+
+
+
 DeviceOptions = Annotated[
     dict[str, Any],
     AfterValidator(_bounded_json),
-    AfterValidator(check_options),
-    Field(description=f"Serial settings and allowances (README), {_FREE_JSON_LIMITS}"),
+    AfterValidator(_checked_options),
+    Field(
+        description="Serial settings and allowances: bytesize (5-8), parity (N, E, O, M, S), "
+        "stopbits (1, 1.5, 2), rtscts, xonxoff, python (true/false), line_ending "
+        '("\\n", "\\r\\n", "\\r"), idle_ms, settle_s, raw_multiline, reset (README); '
+        f"{_FREE_JSON_LIMITS}"
+    ),
+]
+HostName = Annotated[
+    str,
+    Field(
+        pattern=HOST_NAME_PATTERN.pattern,
+        description="The host agent that serves the device (`hwq host --name`)",
+    ),
 ]
 Seconds = Annotated[float, Field(allow_inf_nan=False)]
 
@@ -123,6 +152,9 @@ class DeviceCreate(StrictModel):
     baudrate: Baudrate = 115200
     codec: Codec = "line"
     options: DeviceOptions = Field(default_factory=dict)
+    host: HostName | None = Field(
+        None, description="Its host agent; left out: the machine the API runs on; null: none"
+    )
 
 
 # Settings a PATCH may leave out but not set to null.
@@ -150,11 +182,12 @@ class DeviceUpdate(StrictModel):
     baudrate: Baudrate | None = None
     codec: Codec | None = None
     options: DeviceOptions | None = None
+    host: HostName | None = Field(None, description="Move it to another host agent; null: none")
 
     @field_validator(*_NOT_NULLABLE, mode="before")
     @classmethod
     def _not_null(cls, value: object) -> object:
-        # Only `address` can be cleared; for the rest null would mean nothing sensible.
+        # Only `address` and `host` can be cleared; for the rest null would mean nothing sensible.
         if value is None:
             raise ValueError("may not be null; leave the field out to keep its value")
         return value
@@ -208,10 +241,15 @@ class LineCommand(_CommandFields):
 
 
 class RawCommand(_CommandFields):
-    """Bytes as base64; `read` says when the reply ends."""
+    """Bytes as base64; `read` says when the reply ends, `read: null` that none is read."""
 
     kind: Literal["raw"]
     payload: Base64Text
+
+
+def write_only(command: BaseModel) -> bool:
+    """Whether a command said `read: null`: it writes and expects nothing (DESIGN §3)."""
+    return "read" in command.model_fields_set and getattr(command, "read", None) is None
 
 
 class FrameCommand(_CommandFields):

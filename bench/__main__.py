@@ -10,7 +10,15 @@ from typing import Any
 from bench.common import QUICK_HELP, machine, print_table, write_results
 
 # Each module has run(quick: bool) -> dict with a "checks" list, and report(results).
-BENCHMARKS = ("latency", "throughput", "api_load", "footprint", "scale", "recorder_lag")
+BENCHMARKS = (
+    "latency",
+    "peer_latency",
+    "throughput",
+    "api_load",
+    "footprint",
+    "scale",
+    "recorder_lag",
+)
 
 
 def main() -> None:

@@ -254,7 +254,8 @@ def hwq_up(home: Path, env: dict[str, str], *args: str) -> Iterator[UpRun]:
     api_port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "hwq.cli", "up", "--home", str(home),
-         "--port", str(api_port), "--flower-port", str(free_port()), *args],
+         "--port", str(api_port), "--flower-port", str(free_port()),
+         "--gateway-port", str(free_port()), *args],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     run = UpRun(home, api_port, process)

@@ -28,6 +28,10 @@ DEFAULT_BODY_TIMEOUT_S = 10.0
 # Long-polls the API holds open at once, in all and per token, before it answers 503 or 429.
 DEFAULT_MAX_WAITS = 1000
 DEFAULT_MAX_WAITS_PER_TOKEN = 100
+# Device streams (SSE) the API holds open at once, in all and per token; each holds a Redis
+# connection while it blocks.
+DEFAULT_MAX_STREAMS = 500
+DEFAULT_MAX_STREAMS_PER_TOKEN = 50
 # Commands one device may hold queued before submissions get 429.
 DEFAULT_QUEUE_CAP = 1000
 # A dispatched command whose worker is silent for timeout_s plus this long is taken for lost.
@@ -66,11 +70,15 @@ class Settings:
     api_threads: int = 64
     flower_port: int = 5555
     flower_auth: str | None = None
+    # The Socket.IO gateway's port; 3000 is the Peripheral Manager's.
+    gateway_port: int = 3000
     hostname: str = field(default_factory=lambda: socket.gethostname().split(".")[0])
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
     max_waits: int = DEFAULT_MAX_WAITS
     max_waits_per_token: int = DEFAULT_MAX_WAITS_PER_TOKEN
+    max_streams: int = DEFAULT_MAX_STREAMS
+    max_streams_per_token: int = DEFAULT_MAX_STREAMS_PER_TOKEN
     queue_cap: int = DEFAULT_QUEUE_CAP
     visibility_timeout_s: int = DEFAULT_VISIBILITY_TIMEOUT_S
     lease_grace_s: float = DEFAULT_LEASE_GRACE_S
@@ -92,6 +100,8 @@ class Settings:
     # under a CPU quota, or with several hwq installs on one machine, every central process
     # would share one core. A tuning knob for a machine that runs hwq alone.
     pin_cpu: bool = False
+    # Serve Prometheus metrics at /metrics (api/metrics.py); off, the route answers 404.
+    metrics: bool = False
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -218,11 +228,14 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "api_threads": _positive(_parse_int),
     "flower_port": _port,
     "flower_auth": lambda _name, raw: raw,
+    "gateway_port": _port,
     "hostname": lambda _name, raw: raw,
     "max_body_bytes": _positive(_parse_int),
     "body_timeout_s": _parse_positive_float,
     "max_waits": _positive(_parse_int),
     "max_waits_per_token": _positive(_parse_int),
+    "max_streams": _positive(_parse_int),
+    "max_streams_per_token": _positive(_parse_int),
     "queue_cap": _positive(_parse_int),
     "visibility_timeout_s": _visibility_timeout,
     "lease_grace_s": _parse_positive_float,
@@ -240,6 +253,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "log_level": _parse_log_level,
     "log_json": _parse_bool,
     "pin_cpu": _parse_bool,
+    "metrics": _parse_bool,
 }
 
 

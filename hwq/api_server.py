@@ -62,18 +62,33 @@ class ApiServer:
 
     def run(self) -> None:
         """Serve until told to stop (SIGINT or SIGTERM)."""
-        Granian(
+        serve_with_granian(
             f"{__name__}:worker_app",
-            factory=True,
-            interface=Interfaces.ASGINL,
-            address=self.host,
-            port=self.port,
-            workers=API_WORKER_PROCESSES,
+            self.settings,
+            self.host,
+            self.port,
+            Interfaces.ASGINL,
             backpressure=self.settings.max_waits
             + self.settings.api_threads
             + BACKPRESSURE_HEADROOM,
-            log_level=LogLevels(self.settings.log_level.lower()),
-            log_dictconfig=_GRANIAN_LOGGERS,
-            log_access=False,
-            workers_kill_timeout=STOP_GRACE_S,
-        ).serve()
+        )
+
+
+def serve_with_granian(
+    target: str, settings: Settings, host: str, port: int, interface: Interfaces, **options: Any
+) -> None:
+    """Serve the app `target` makes with granian in one worker process, with hwq's logging,
+    until told to stop (SIGINT or SIGTERM)."""
+    Granian(
+        target,
+        factory=True,
+        interface=interface,
+        address=host,
+        port=port,
+        workers=API_WORKER_PROCESSES,
+        log_level=LogLevels(settings.log_level.lower()),
+        log_dictconfig=_GRANIAN_LOGGERS,
+        log_access=False,
+        workers_kill_timeout=STOP_GRACE_S,
+        **options,
+    ).serve()

@@ -1,21 +1,22 @@
-"""A small client of hwq's HTTP API v1 (DESIGN §3) over urllib, for the `hwq` client commands."""
+"""The `hwq` client commands' view of the API: dicts in and out, every failure an `ApiError`
+(a HwqError, which the CLI reports). A thin layer over `hwq.client.Client`, the one HTTP client
+of the project."""
 
 from __future__ import annotations
 
 import json
 import os
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
+from hwq.client import Client, HwqClientError
+from hwq.client.base import DEFAULT_TIMEOUT_S
+from hwq.client.calls import Answer, Call, segment
 from hwq.running_system import client_target
 from tasks.errors import ConfigError, HwqError
 
-API_PREFIX = "/api/v1"
-# Seconds a request may take beyond any long-poll it asks the server to hold.
-DEFAULT_TIMEOUT_S = 30.0
+T = TypeVar("T")
 
 
 class ApiError(HwqError):
@@ -47,7 +48,8 @@ class ApiClient:
         scheme = urllib.parse.urlsplit(base_url).scheme
         if scheme not in ("http", "https"):
             raise ConfigError(f"HWQ_URL must be an http:// or https:// URL, not {base_url!r}")
-        self.base_url = base_url.rstrip("/").removesuffix(API_PREFIX)
+        self._client = Client(base_url, token, timeout=timeout_s)
+        self.base_url = self._client.base_url
         self._token = token
         self.timeout_s = timeout_s
 
@@ -81,7 +83,7 @@ class ApiClient:
 
     def get_device(self, name: str) -> dict[str, Any]:
         """One device."""
-        return self._call("GET", f"/devices/{_segment(name)}")
+        return self._call("GET", f"/devices/{segment(name)}")
 
     def register_device(self, spec: Mapping[str, Any]) -> dict[str, Any]:
         """Register a device: `{name, transport, address?, baudrate?, codec?, options?}`."""
@@ -89,22 +91,45 @@ class ApiClient:
 
     def update_device(self, name: str, changes: Mapping[str, Any]) -> dict[str, Any]:
         """Change a device's settings, or rename it with `{"name": new}`."""
-        return self._call("PATCH", f"/devices/{_segment(name)}", body=dict(changes))
+        return self._call("PATCH", f"/devices/{segment(name)}", body=dict(changes))
 
     def delete_device(self, name: str) -> None:
         """Remove a device from the registry."""
-        self._call("DELETE", f"/devices/{_segment(name)}")
+        self._call("DELETE", f"/devices/{segment(name)}")
+
+    def activate_device(self, name: str) -> dict[str, Any]:
+        """Open a device's connection (admin)."""
+        return self._call("POST", f"/devices/{segment(name)}/activate")
+
+    def deactivate_device(self, name: str) -> dict[str, Any]:
+        """Close a device's connection; returns once its port is released, 10 s at most."""
+        return self._call("POST", f"/devices/{segment(name)}/deactivate")
+
+    # Hosts
+
+    def list_hosts(self) -> list[dict[str, Any]]:
+        """Every host agent, online or not, with its devices."""
+        return self._items("/hosts")
+
+    def host_ports(self, host: str) -> list[dict[str, Any]]:
+        """The serial ports a host agent sees."""
+        return self._items(f"/hosts/{segment(host)}/ports")
 
     # Commands
 
-    def submit(self, device: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        """Queue a command on a device; returns the new command."""
-        return self._call("POST", f"/devices/{_segment(device)}/commands", body=dict(body))
+    def submit(
+        self, device: str, body: Mapping[str, Any], wait: float | None = None
+    ) -> dict[str, Any]:
+        """Queue a command on a device; returns the new command, or with `wait` (0–60 s) the
+        command once it settles or as it stands after that many seconds."""
+        path = f"/devices/{segment(device)}/commands"
+        query = None if not wait else {"wait": wait}
+        return self._call("POST", path, body=dict(body), query=query, hold_s=wait)
 
     def get_command(self, command_id: str, wait: float | None = None) -> dict[str, Any]:
         """A command; with `wait` (0–60 s), once it settles or after that many seconds."""
         query = None if wait is None else {"wait": f"{wait:g}"}
-        path = f"/commands/{_segment(command_id)}"
+        path = f"/commands/{segment(command_id)}"
         return self._call("GET", path, query=query, hold_s=wait)
 
     def list_commands(
@@ -120,16 +145,16 @@ class ApiClient:
 
     def cancel(self, command_id: str) -> dict[str, Any]:
         """Cancel a queued command."""
-        return self._call("POST", f"/commands/{_segment(command_id)}/cancel")
+        return self._call("POST", f"/commands/{segment(command_id)}/cancel")
 
     def analyse(self, command_id: str, value: object) -> dict[str, Any]:
         """Record a manual analysis of a responded command."""
-        path = f"/commands/{_segment(command_id)}/analysis"
+        path = f"/commands/{segment(command_id)}/analysis"
         return self._call("POST", path, body={"value": value})
 
     def events(self, command_id: str) -> list[dict[str, Any]]:
         """A command's transitions, oldest first."""
-        return self._items(f"/commands/{_segment(command_id)}/events")
+        return self._items(f"/commands/{segment(command_id)}/events")
 
     # Tokens
 
@@ -145,10 +170,7 @@ class ApiClient:
 
     def _items(self, path: str) -> list[dict[str, Any]]:
         """The `items` of a listing."""
-        items = self._call("GET", path).get("items")
-        if not isinstance(items, list):
-            raise self._not_the_api(f"GET {path}")
-        return items
+        return self._send(Call("GET", path, Answer(self.base_url, f"GET {path}").items))
 
     def _call(
         self,
@@ -160,86 +182,20 @@ class ApiClient:
         hold_s: float | None = None,
     ) -> dict[str, Any]:
         """The API's answer: a JSON object, or an empty one for an answer without a body."""
-        request = self._request(method, path, body, query)
-        # A long-poll legitimately holds the connection for `hold_s` before answering.
-        timeout = self.timeout_s + (hold_s or 0)
+        reader = Answer(self.base_url, f"{method} {path}").obj
+        return self._send(Call(method, path, reader, body, query, hold_s=hold_s or 0.0))
+
+    def _send(self, call: Call[T]) -> T:
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as e:
-            with e:
-                raise _api_error(e.code, e.read()) from None
-        except (urllib.error.URLError, ConnectionError) as e:
-            reason = getattr(e, "reason", e)
-            raise self._unreachable(reason) from None
-        except TimeoutError:
+            return self._client.call(call)
+        except HwqClientError as e:
             raise ApiError(
-                f"the hwq API at {self.base_url} did not answer {method} {path} "
-                f"within {timeout:g} s",
-                status=504,
-                title="Timed out",
-            ) from None
-        document = self._json(raw, f"{method} {path}")
-        if document is None:
-            return {}
-        if not isinstance(document, dict):
-            raise self._not_the_api(f"{method} {path}")
-        return document
-
-    def _json(self, raw: bytes, what: str) -> Any:
-        try:
-            return json.loads(raw) if raw.strip() else None
-        except ValueError:
-            raise self._not_the_api(what) from None
-
-    def _not_the_api(self, what: str) -> ApiError:
-        return ApiError(
-            f"{self.base_url} answered {what} with something other than the hwq API's JSON; "
-            "is HWQ_URL the hwq API?",
-            status=502,
-            title="Not the hwq API",
-        )
-
-    def _request(
-        self,
-        method: str,
-        path: str,
-        body: dict[str, Any] | None,
-        query: Mapping[str, object] | None,
-    ) -> urllib.request.Request:
-        url = self.base_url + API_PREFIX + path
-        params = {k: str(v) for k, v in (query or {}).items() if v is not None}
-        if params:
-            url += "?" + urllib.parse.urlencode(params)
-        headers = {"Accept": "application/json", "User-Agent": "hwq-client"}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        if self._token:
-            headers["Authorization"] = f"Bearer {self._token}"
-        return urllib.request.Request(url, data=data, headers=headers, method=method)
-
-    def _unreachable(self, reason: object) -> ApiError:
-        if isinstance(reason, TimeoutError):
-            detail = "timed out connecting"
-        else:
-            detail = str(getattr(reason, "strerror", None) or reason)
-        return ApiError(
-            f"the hwq API at {self.base_url} is not reachable ({detail}); "
-            "start it with `hwq up`, or set HWQ_URL to where it runs",
-            status=503,
-            title="API unreachable",
-            detail=detail,
-        )
+                str(e), status=e.status, title=e.title, detail=e.detail, errors=e.errors,
+                body=e.body,
+            ) from None  # fmt: skip
 
 
-def _segment(value: str) -> str:
-    """One path segment, quoted so a name can never reach another route."""
-    return urllib.parse.quote(value, safe="")
-
-
-def _api_error(status: int, raw: bytes) -> ApiError:
+def api_error(status: int, raw: bytes) -> ApiError:
     """An error response as ApiError, from its problem+json body when it has one."""
     try:
         body = json.loads(raw)

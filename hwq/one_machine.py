@@ -125,6 +125,7 @@ def run_up(
     flower_port: int | None,
     home: str | None,
     say: Callable[[str], None],
+    gateway_port: int | None = None,
 ) -> None:
     """Run the whole system on this machine until SIGINT or SIGTERM; then stop all of it."""
     settings = load_settings()
@@ -132,6 +133,7 @@ def run_up(
         home=Path(home or settings.home).resolve(),
         api_port=port or settings.api_port,
         flower_port=flower_port or settings.flower_port,
+        gateway_port=gateway_port or settings.gateway_port,
     )
     configure_logging(settings.log_level, settings.log_json, role="up")
     _keep_home_private(settings.home)
@@ -186,7 +188,15 @@ def run_up(
             ["flower", "--port", str(settings.flower_port), "--address", settings.api_host],
             {**env, "HWQ_FLOWER_AUTH": flower_auth},
         )
+        supervisor.start(
+            "gateway",
+            ["gateway", "--host", settings.api_host, "--port", str(settings.gateway_port)],
+            server_env,
+        )
         _wait_until(lambda: stopping or _api_healthy(settings.api_port), READY_TIMEOUT_S, "API")
+        _wait_until(
+            lambda: stopping or _listening(settings.gateway_port), READY_TIMEOUT_S, "gateway"
+        )
         # Flower records only events it sees, so the banner waits until it listens.
         _wait_until(
             lambda: stopping or _listening(settings.flower_port), READY_TIMEOUT_S, "Flower"
@@ -216,6 +226,7 @@ def _banner(
         f"  API:      http://{host}:{settings.api_port}/api/v1  (docs: /api/v1/docs)",
         f"  Flower:   http://{host}:{settings.flower_port}  login {flower_auth}"
         f"  (in {settings.home / 'flower.auth'})",
+        f"  Gateway:  http://{host}:{settings.gateway_port}  (Socket.IO; a console at /)",
         f"  Redis:    {masked_url(settings.broker_url)}",
         f"  Database: {masked_url(settings.sqlalchemy_url)}",
         f"  Devices:  {', '.join(names) if names else 'none (use --sim N)'}",

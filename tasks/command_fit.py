@@ -18,6 +18,14 @@ KINDS_BY_CODEC = {
 }
 # Bytes that end a line on some device; inside one raw payload they would make two commands.
 _LINE_BREAKS = (b"\r\n", b"\n", b"\r")
+# What a raw command submitted with `read: null` keeps as its `read`: it writes and expects
+# nothing (DESIGN §3). A command with no `read` at all reads a reply up to a silence.
+WRITE_ONLY_READ = {"expect": "nothing"}
+
+
+def expects_no_reply(read: object) -> bool:
+    """Whether a raw command's `read` says it writes and expects nothing."""
+    return read == WRITE_ONLY_READ
 
 
 def kind_misfit(device: str, codec: str, kind: str) -> str | None:

@@ -1,4 +1,4 @@
-"""Live state in Redis: commands, their event logs, per-device sets, waits and rx streams."""
+"""Live state in Redis: commands, their event logs, per-device sets, waits and live streams."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ from tasks.command_values import CommandChanges, CommandValues
 from tasks.command_wait import CommandWait, longest_block_s
 from tasks.command_wait import decode_hash as _decode_hash
 from tasks.connections import send_and_read
+from tasks.device_stream import stream_key
 from tasks.errors import OutcomeUnknown
+from tasks.host_store import host_devices_key, move_between_hosts, presence_fields
 from tasks.lifecycle import ALLOWED, TERMINAL, DeviceState, State, device_state
 from tasks.messages import execute_message
 from tasks.queues import device_queue
@@ -30,8 +32,6 @@ from tasks.redis_replies import Fields, members, text, text_fields
 
 # A device worker refreshes its presence this often and it lapses after the TTL.
 PRESENCE_TTL_S = 30
-# Bytes a device sends that answer no command are kept, newest last, up to this many chunks.
-RX_STREAM_MAXLEN = 1000
 
 
 def _render_script() -> str:
@@ -107,9 +107,9 @@ class LiveStore:
         """The device's settings, mirrored from SQL so workers need no database."""
         return f"{self.prefix}:device:{device}"
 
-    def rx_key(self, device: str) -> str:
-        """The stream of what the device sent that answered no command."""
-        return f"{self.prefix}:rx:{device}"
+    def stream_key(self, device: str) -> str:
+        """The device's live stream: its input and output, presence and commands' states."""
+        return stream_key(self.prefix, device)
 
     # transitions --------------------------------------------------------------------------
     def _run(self, mode: str, command_id: str, **options: Any) -> TransitionResult:
@@ -370,15 +370,10 @@ class LiveStore:
     def device_status(self, device: str) -> dict[str, Any]:
         """Live fields of a device: state 0-3, queue depth, presence."""
         queued, inflight, responded = self.device_counts(device)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.exists(f"{self.device_config_key(device)}:alive")
-        pipe.get(f"{self.device_config_key(device)}:last_seen")
-        alive, last_seen = pipe.execute()
         return {
             "state": int(device_state(queued, inflight, responded)),
             "queue_depth": queued,
-            "online": bool(alive),
-            "last_seen": last_seen.decode() if last_seen else None,
+            **presence_fields(self.redis, self.device_config_key(device)),
         }
 
     def device_busy(self, device: str) -> bool:
@@ -387,9 +382,13 @@ class LiveStore:
         return bool(queued or inflight)
 
     def put_device_config(self, device: str, config: dict[str, Any]) -> None:
-        """Mirror a device's settings for its worker."""
+        """Mirror a device's settings for its worker, and keep it in its host's set only."""
         key = self.device_config_key(device)
+        old_host = self.redis.hget(key, "host")
         pipe = self.redis.pipeline()
+        move_between_hosts(
+            pipe, self.prefix, device, text(old_host or b""), config.get("host") or None
+        )
         pipe.delete(key)
         flat: dict[FieldT, EncodableT] = {
             k: v for k, v in to_redis_fields(config).items() if k != "options"
@@ -407,16 +406,23 @@ class LiveStore:
         config: dict[str, Any] = dict(values)
         config["baudrate"] = int(values.get("baudrate") or 115200)
         config["options"] = json.loads(values.get("options") or "{}")
+        # A mirror written before devices could be deactivated holds no `active`.
+        config["active"] = values.get("active") != "0"
         return config
 
     def forget_device(self, device: str) -> None:
-        """Drop a device's mirror and live sets."""
+        """Drop a device's mirror, its presence, its live sets and its place in its host's set."""
         base = self.device_config_key(device)
+        host = self.redis.hget(base, "host")
+        if host:
+            self.redis.srem(host_devices_key(self.prefix, text(host)), device)
         self.redis.delete(
             base,
             f"{base}:alive",
             f"{base}:last_seen",
-            self.rx_key(device),
+            f"{base}:presence",
+            f"{base}:error",
+            self.stream_key(device),
             *(self.device_set_key(device, which) for which in ("queued", "inflight", "responded")),
         )
 
@@ -431,15 +437,6 @@ class LiveStore:
     def mark_absent(self, device: str) -> None:
         """A device worker is shutting down."""
         self.redis.delete(f"{self.device_config_key(device)}:alive")
-
-    def append_rx(self, device: str, data: bytes, command_id: str | None = None) -> None:
-        """Keep bytes that answered no command, so a person can see what the device said."""
-        self.redis.xadd(
-            self.rx_key(device),
-            {"data": data, "at": utc_now_iso(), "after": command_id or ""},
-            maxlen=RX_STREAM_MAXLEN,
-            approximate=True,
-        )
 
     # sweeps for the reaper ----------------------------------------------------------------
     def due(self, which: str, now: float | None = None) -> list[str]:

@@ -10,6 +10,8 @@ HOST_QUEUE_PREFIX = "hwq.host."
 
 # Device names become queue names and Redis keys, so they are kept to a safe alphabet.
 DEVICE_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+# Host names (a machine's short name, or one given to `hwq host --name`) too.
+HOST_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
 def device_queue(device: str) -> str:

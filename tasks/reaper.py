@@ -20,6 +20,7 @@ from tasks.db import ledger, registry
 from tasks.db.models import CommandEventRow
 from tasks.db.write_lock import write_session
 from tasks.errors import WriterBusy
+from tasks.host_store import host_devices_key
 from tasks.lifecycle import MAX_ATTEMPTS, TERMINAL, State
 from tasks.live_store import LiveStore
 from tasks.poll_claims import POLL_TIMEOUT_DETAIL, is_poll_claim
@@ -239,12 +240,17 @@ class Reaper:
                 self._missing_since.pop(command_id, None)
 
     def _mirror_devices(self, session: Session) -> None:
-        """Put back the settings mirror of every registered device that lost it."""
+        """Put back the settings mirror of every registered device that lost it, and each
+        device in its host's set, which its host agent serves it from."""
         for device_row in registry.list_devices(session):
             values = registry.device_values(device_row)
             if self.live.device_config(values["name"]) is None:
                 self.live.put_device_config(
                     values["name"], {k: values[k] for k in registry.WORKER_FIELDS}
+                )
+            elif values["host"]:
+                self.live.redis.sadd(
+                    host_devices_key(self.live.prefix, values["host"]), values["name"]
                 )
 
     def _present(self, rows: list[Any]) -> list[bool]:

@@ -13,6 +13,7 @@ import redis
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from tasks.command_metrics import count_outcomes, terminal_entries
 from tasks.command_record import from_redis_fields
 from tasks.db import ledger
 from tasks.db.engine import checkpoint_passively
@@ -112,8 +113,12 @@ class Recorder:
         if self.on_recorded is not None:
             self.on_recorded(decoded)
         ids = [entry_id for entry_id, _ in entries]
+        terminal = terminal_entries(decoded)
+        submitted = self._created_at(terminal)
         pipe = self.live.redis.pipeline()
         pipe.xack(key, GROUP, *ids)
+        # Counted in the MULTI that acknowledges the batch: each ending counts once.
+        count_outcomes(pipe, self.live.prefix, terminal, submitted)
         pipe.xdel(key, *ids)
         # A finished command is in the ledger now, where reads find it once Redis lets go.
         for command_id in {e["id"] for e in decoded if e["state"] in TERMINAL}:
@@ -126,6 +131,16 @@ class Recorder:
         pipe.execute()
         self._checkpoint_when_due()
         return len(entries)
+
+    def _created_at(self, terminal: list[dict[str, Any]]) -> dict[str, str | None]:
+        """When each command that ended was submitted, from its live state."""
+        if not terminal:
+            return {}
+        ids = sorted({entry["id"] for entry in terminal})
+        pipe = self.live.redis.pipeline(transaction=False)
+        for command_id in ids:
+            pipe.hget(self.live.command_key(command_id), "created_at")
+        return {i: v.decode() if v else None for i, v in zip(ids, pipe.execute(), strict=True)}
 
     def _write(self, decoded: list[dict[str, Any]]) -> None:
         with write_session(self.sessions) as session:

@@ -28,6 +28,7 @@ from tasks.db import ledger, registry
 from tasks.db.command_insert import CommandInsert
 from tasks.db.engine import make_engine, make_sessions
 from tasks.db.write_lock import write_session, writer_turn
+from tasks.device_control import DeviceActivation, HostSync
 from tasks.errors import (
     CommandStateError,
     Conflict,
@@ -37,6 +38,7 @@ from tasks.errors import (
     QueueFull,
     StoreNearlyFull,
 )
+from tasks.host_reads import HostReads
 from tasks.lifecycle import TERMINAL, State, is_settled_for_wait
 from tasks.live_store import LiveStore, TransitionResult
 from tasks.recently_accepted import RecentlyAccepted
@@ -58,7 +60,7 @@ CREATE_RETRY_PAUSE_S = 0.5
 UNCAPPED = 1 << 30
 
 
-class HwqService(TokenAccess):
+class HwqService(TokenAccess, DeviceActivation, HostReads):
     """The operations behind every API route."""
 
     def __init__(self, settings: Settings) -> None:
@@ -79,6 +81,7 @@ class HwqService(TokenAccess):
             maxsize=DEVICE_CONFIG_CACHE_SIZE, ttl=DEVICE_CONFIG_CACHE_S
         )
         self._config_lock = threading.Lock()
+        self.host_sync = HostSync(settings)
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
@@ -125,12 +128,14 @@ class HwqService(TokenAccess):
         return self._device_view(values)
 
     def register_device(self, spec: dict[str, Any]) -> dict[str, Any]:
-        """Add a device and mirror it for its worker."""
+        """Add a device and mirror it for its worker; `host` left out: this machine."""
+        spec = {"host": self.settings.hostname, **spec}
         with self._write_session() as session:
             if registry.get_device(session, spec["name"]) is not None:
                 raise Conflict(f"a device named {spec['name']!r} exists already")
             values = registry.device_values(registry.add_device(session, spec))
             self._mirror(values)
+        self.host_sync.send([(values["host"], values["name"])])
         log.info("device registered", extra={"device": values["name"]})
         return self._device_view(values)
 
@@ -148,25 +153,34 @@ class HwqService(TokenAccess):
             new_name = changes.get("name", name)
             if new_name != name and registry.get_device(session, new_name) is not None:
                 raise Conflict(f"a device named {new_name!r} exists already")
+            old_host = row.host
             registry.change_device(session, row, changes)
             values = registry.device_values(row)
             if new_name != name:
                 self.live.forget_device(name)
             self._mirror(values)
+        # New settings are a fresh start for a device that failed; both hosts of a move hear.
+        self.clear_failure(new_name)
+        self.host_sync.send([(old_host, name), (values["host"], new_name)])
         log.info("device updated", extra={"device": new_name})
         return self._device_view(values)
 
     def delete_device(self, name: str) -> None:
-        """Remove a device; its command history stays."""
+        """Remove a device: deactivate it (its port released), then forget it; its command
+        history stays. Refused while it has commands queued or in flight."""
+        self._refuse_if_busy(name, "wait for them or cancel them first")
+        self.deactivate_device(name)
         with self._write_session() as session:
             row = registry.get_device(session, name)
             if row is None:
                 raise NotFound(f"no device named {name!r}")
-            self._refuse_if_busy(name, "wait for them or cancel them first")
+            self._refuse_if_busy(name, "it stays deactivated; wait for them or cancel them")
+            host = row.host
             session.delete(row)
             self.live.forget_device(name)
             with self._config_lock:
                 self._config_cache.pop(name, None)
+        self.host_sync.send([(host, name)])
         log.info("device deleted", extra={"device": name})
 
     def _submission_config(self, name: str) -> dict[str, Any]:

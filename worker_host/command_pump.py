@@ -71,6 +71,11 @@ class CommandPump:
             thread.join(STOP_NUDGE_S)
 
     def _run(self) -> None:
+        # The port is read from the start, not from the first command (DESIGN §9).
+        try:
+            self.runtime.start_reading()
+        except Exception:  # the first command opens it then; the thread must run regardless
+            log.exception("port not opened at start", extra={"device": self.runtime.device})
         while not self._stopping.is_set():
             try:
                 self._serve()

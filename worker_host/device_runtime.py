@@ -18,7 +18,8 @@ from celery import Celery
 from tasks.analysis import MANUAL
 from tasks.celery_app import ANALYZE_TASK, PUBLISH_RETRY_POLICY
 from tasks.command_values import CommandChanges, CommandValues
-from tasks.device_options import DeviceProfile, device_profile
+from tasks.device_options import SERIAL_LINE_OPTIONS, DeviceProfile, device_profile, serial_line
+from tasks.device_stream import StreamAppender, StreamEntry, command_entry, presence_entry
 from tasks.errors import DeviceError, ReplyTimeout
 from tasks.lifecycle import State
 from tasks.live_store import LiveStore, TransitionResult
@@ -26,6 +27,7 @@ from tasks.queues import SERVER_QUEUE
 from tasks.redis_replies import members
 from worker_host.exchange import DeviceExchange
 from worker_host.port_address import PortAddress
+from worker_host.port_reader import PortReader
 from worker_host.program_command import ProgramPolicy, ProgramTimedOut
 from worker_host.transport import SerialTransport, Transport
 
@@ -90,6 +92,9 @@ class DeviceRuntime:
         self._transport_for = transport_for or serial_transport
         self._programs = programs or ProgramPolicy()
         self._exchange: DeviceExchange | None = None
+        self._reader: PortReader | None = None
+        # The device's live stream (DESIGN §9), written in batches off the command path.
+        self.stream = StreamAppender(live.redis, live.prefix)
         self._port_settings: tuple[Any, ...] | None = None
         self._config: dict[str, Any] | None = None
         self._config_read_at = 0.0
@@ -112,13 +117,26 @@ class DeviceRuntime:
         return config
 
     def _exchange_for(self, config: dict[str, Any], current: str | None) -> DeviceExchange:
-        settings = tuple(config.get(k) for k in _PORT_SETTINGS)
+        settings = (*(config.get(k) for k in _PORT_SETTINGS), _line_settings(config))
         if self._exchange is None or settings != self._port_settings:
-            if self._exchange is not None:
-                self._exchange.transport.close()
-            transport = self._transport_for(config)
+            if self._reader is not None:
+                self._reader.stop()
+            reader = PortReader(
+                self._transport_for(config),
+                on_rx=lambda chunk: self._streamed("rx", chunk),
+                on_presence=lambda presence: self.stream.append(
+                    presence_entry(self.device, presence)
+                ),
+                name=f"hwq-port-{self.device}",
+            )
+            self._reader = reader
             exchange = DeviceExchange(
-                transport, self._noise, device=self.device, on_late_reply=self._late_reply
+                reader,
+                self._noise,
+                device=self.device,
+                on_late_reply=self._late_reply,
+                on_tx=lambda chunk, command_id: self._streamed("tx", chunk, command_id),
+                on_idle=reader.discard_idle,
             )
             # Kept only once this has been read, so a Redis error means it is read next time.
             self._expect_replies_left_in_flight(exchange, current)
@@ -162,8 +180,21 @@ class DeviceRuntime:
         log.info("waiting out a command left in flight",
                  extra={"device": self.device, "command": last["id"]})  # fmt: skip
 
+    def _streamed(self, kind: str, chunk: bytes, command_id: str = "") -> None:
+        self.stream.append(StreamEntry(self.device, kind, chunk, command_id))
+
     def _noise(self, data: bytes) -> None:
-        self.live.append_rx(self.device, data)
+        # Already on the device's stream, as every chunk read is; it answers no command.
+        log.debug("noise drained", extra={"device": self.device, "bytes": len(data)})
+
+    def start_reading(self) -> None:
+        """Open the port now, so what the device says before the first command is streamed,
+        and drain it; a port that will not open is tried again by the first command."""
+        with self._lock:
+            try:
+                self._ready_exchange(current=None).settle()
+            except (DeviceError, redis.RedisError) as e:
+                log.warning("port not open yet", extra={"device": self.device, "error": str(e)})
 
     def _late_reply(self, command_id: str, response: dict[str, object]) -> None:
         detail = f"late_reply: {json.dumps(response)}"[:LATE_REPLY_DETAIL_CHARS]
@@ -223,6 +254,7 @@ class DeviceRuntime:
         values = claim.values
         if values is None:
             return None
+        self.stream.append(command_entry(self.device, command_id, State.DISPATCHED))
         # Past this, the reaper settles the command and recording its outcome is refused.
         self._lease_ends = claimed_at + float(values["timeout_s"]) + self.live.lease_grace_s
         if values.get("restored") and self._sent_before(command_id, values):
@@ -261,13 +293,25 @@ class DeviceRuntime:
         except ProgramTimedOut as e:
             return self._finish(command_id, State.TIMED_OUT, str(e), context, e.result)
         except ReplyTimeout as e:
-            return self._finish(command_id, State.TIMED_OUT, str(e), context)
+            outcome = self._finish(command_id, State.TIMED_OUT, str(e), context)
+            self._settle_after_timeout(context)
+            return outcome
         except DeviceError as e:
             return self._finish(command_id, State.FAILED, str(e), context)
         except Exception as e:  # a bug must still end the command, never strand it
             log.exception("command crashed the runtime", extra=context)
             return self._finish(command_id, State.FAILED, f"{type(e).__name__}: {e}", context)
         return self._record_reply(command_id, values, response, context)
+
+    def _settle_after_timeout(self, context: dict[str, str]) -> None:
+        """Drain the port now, not at the next command: a late reply is kept with its command
+        as it comes, and the device's reset sequence goes out at once."""
+        if self._exchange is None:
+            return
+        try:
+            self._exchange.settle()
+        except DeviceError as e:  # still dirty: the next command drains it again
+            log.warning("port not clean after a timeout", extra={**context, "error": str(e)})
 
     def _send_home(self, command_id: str, claim: TransitionResult, context: dict[str, str]) -> None:
         """A message of another device's command reached this worker: it stays that device's.
@@ -353,6 +397,8 @@ class DeviceRuntime:
                 continue
             if not result.exists:
                 log.warning("outcome not recorded: the live state is gone", extra=context)
+            if result.moved and result.state:
+                self.stream.append(command_entry(self.device, command_id, result.state))
             return result.moved
 
     def _record_reply(
@@ -383,9 +429,10 @@ class DeviceRuntime:
         return Outcome(targets[-1], response=response) if moved else None
 
     def close(self) -> None:
-        """Close the port."""
-        if self._exchange is not None:
-            self._exchange.transport.close()
+        """Close the port and write what is left of the stream."""
+        if self._reader is not None:
+            self._reader.stop()
+        self.stream.close()
 
 
 def serial_transport(config: dict[str, Any]) -> Transport:
@@ -394,4 +441,14 @@ def serial_transport(config: dict[str, Any]) -> Transport:
         address = PortAddress.parse(str(config["address"]))
     except ValueError as e:
         raise DeviceError(f"device {config.get('name')} has a bad address: {e}") from None
-    return SerialTransport(address, int(config.get("baudrate") or 0))
+    try:
+        line = serial_line(config.get("options") or {})
+    except ValueError as e:
+        raise DeviceError(f"device {config.get('name')} has a bad serial setting: {e}") from None
+    return SerialTransport(address, int(config.get("baudrate") or 0), line)
+
+
+def _line_settings(config: dict[str, Any]) -> object:
+    """The options that decide how the port is opened: a change reopens it."""
+    options = config.get("options") or {}
+    return tuple(options.get(k) for k in SERIAL_LINE_OPTIONS)

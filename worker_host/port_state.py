@@ -60,6 +60,9 @@ class DirtyPort:
     # Waited at least this long for the owed reply, even beyond the device's settle time: what
     # is left of the timeout of a command a previous worker had in flight.
     at_least_s: float = 0.0
+    # Once drained, write the device's reset sequence (options.reset), if it has one: the
+    # device may be stuck in the command that left it dirty.
+    reset: bool = False
 
 
 def drain_until_clean(

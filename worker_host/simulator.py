@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import random
 import select
 import signal
+import struct
+import termios
 import threading
+import time
 import tty
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -22,6 +26,8 @@ from worker_host.codecs import (
     FrameRequest,
     FrameSplitter,
     LineFramer,
+    cobs_decode,
+    cobs_encode,
     decode_request,
     encode_reply,
 )
@@ -37,12 +43,17 @@ _STOP_WAIT_S = 2.0
 # MEAS:VOLT? readings: a supply near 1.2 V with some ripple.
 _VOLT_CENTRE = 1.2
 _VOLT_SPREAD = 0.05
+# The status byte that starts a packet-mode read holding data.
+_PACKET_DATA = bytes([termios.TIOCPKT_DATA])
 # Frame device status codes; 0 is success (DESIGN §5).
 STATUS_OK = 0
 STATUS_UNKNOWN_COMMAND = 1
 STATUS_BAD_ARGS = 2
 # Frame device command ids.
 CMD_PING, CMD_ECHO, CMD_SUM, CMD_SLEEP = 0, 1, 2, 3
+# Answers like ECHO, but first sends a frame with a bad CRC and one with the wrong sequence
+# number: noise a host must not take for the reply (DESIGN §5).
+CMD_NOISY_ECHO = 4
 
 
 class SimulatedDevice:
@@ -57,9 +68,18 @@ class SimulatedDevice:
         name: str = "sim0",
         log_path: Path | None = None,
         link_path: Path | None = None,
+        banner: str | None = None,
+        chatter_s: float | None = None,
     ) -> None:
+        """`banner`: a line sent each time a host opens the port, as a device that boots then.
+        `chatter_s`: send an unsolicited line this often, as a device reporting on its own does."""
         if kind not in SIM_KINDS:
             raise ValueError(f"unknown simulator kind {kind!r}; expected one of {SIM_KINDS}")
+        if chatter_s is not None and not chatter_s > 0:
+            raise ValueError(f"chatter interval must be positive, got {chatter_s!r}")
+        self.banner = banner
+        self.chatter_s = chatter_s
+        self._chatter_count = 0
         self.kind = kind
         self.name = name
         self.log_path = log_path
@@ -83,6 +103,10 @@ class SimulatedDevice:
         # Raw mode turns echo off, so the device never reads back what it wrote, and keeps
         # the line discipline from rewriting bytes (CR/LF, XON/XOFF) of binary frames.
         tty.setraw(slave)
+        # Packet mode: each read of the master starts with a status byte, which says when the
+        # host flushed its input; pyserial does that as it opens the port, so the device
+        # knows when to send its banner.
+        fcntl.ioctl(master, termios.TIOCPKT, struct.pack("i", 1))
         os.set_blocking(master, False)
         self._master, self._slave = master, slave
         self._wake_r, self._wake_w = os.pipe()
@@ -110,10 +134,16 @@ class SimulatedDevice:
                 "echo": self._handle_echo,
                 "frame": lambda data: self._handle_frames(splitter.feed(data)),
             }[self.kind]
+            next_chatter = None if self.chatter_s is None else time.monotonic() + self.chatter_s
             while not self._stop_requested:
-                readable, _, _ = select.select([master, wake_r], [], [])
+                wait = None if next_chatter is None else max(0.0, next_chatter - time.monotonic())
+                readable, _, _ = select.select([master, wake_r], [], [], wait)
                 if wake_r in readable:
                     return
+                if next_chatter is not None and time.monotonic() >= next_chatter:
+                    next_chatter = self._chatter(next_chatter)
+                if master not in readable:
+                    continue
                 try:
                     data = os.read(master, _READ_CHUNK)
                 except BlockingIOError:
@@ -126,7 +156,11 @@ class SimulatedDevice:
                     if not self._pause(_EIO_BACKOFF_S):
                         return
                     continue
-                handle(data)
+                if data[:1] != _PACKET_DATA:
+                    if data[0] & termios.TIOCPKT_FLUSHREAD and self.banner is not None:
+                        self._send(self.banner.encode("utf-8") + b"\n")
+                    continue
+                handle(data[1:])
         finally:
             self._idle.set()
 
@@ -191,6 +225,13 @@ class SimulatedDevice:
             return f"{volts:.6f}"
         return f"ERR unknown command: {line}"
 
+    def _chatter(self, due: float) -> float:
+        """Send one unsolicited line; when the next one is due."""
+        self._chatter_count += 1
+        self._send(f"# {self.name} chatter {self._chatter_count}\n".encode())
+        assert self.chatter_s is not None
+        return max(due + self.chatter_s, time.monotonic())
+
     def _handle_echo(self, data: bytes) -> None:
         self._record(repr(data))
         self._send(data)
@@ -207,6 +248,11 @@ class SimulatedDevice:
             if answer is None:
                 return
             status, values = answer
+            if request.command_id == CMD_NOISY_ECHO:
+                bad_crc = bytearray(cobs_decode(encode_reply(request.seq, status, values)[:-1]))
+                bad_crc[-1] ^= 0xFF
+                self._send(cobs_encode(bytes(bad_crc)) + b"\x00")
+                self._send(encode_reply((request.seq + 1) % 256, status, values))
             self._send(encode_reply(request.seq, status, values))
 
     def _frame_answer(self, request: FrameRequest) -> tuple[int, list[int]] | None:
@@ -214,7 +260,7 @@ class SimulatedDevice:
         args = request.args
         if request.command_id == CMD_PING:
             return STATUS_OK, []
-        if request.command_id == CMD_ECHO:
+        if request.command_id in (CMD_ECHO, CMD_NOISY_ECHO):
             return STATUS_OK, args
         if request.command_id == CMD_SUM:
             return STATUS_OK, [_wrap_int32(sum(args))]
@@ -298,9 +344,11 @@ def run_simulator(
     log_path: Path | None,
     link_path: Path | None,
     on_ready: Callable[[str], None],
+    banner: str | None = None,
+    chatter_s: float | None = None,
 ) -> None:
     """Serve one simulated device in the foreground until SIGINT or SIGTERM."""
-    device = SimulatedDevice(kind, name, log_path, link_path)
+    device = SimulatedDevice(kind, name, log_path, link_path, banner, chatter_s)
     path = device.start()
     stop_signals = (signal.SIGINT, signal.SIGTERM)
     previous = {sig: signal.signal(sig, lambda *_: device._request_stop()) for sig in stop_signals}

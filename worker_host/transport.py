@@ -15,6 +15,7 @@ from typing import NoReturn, Protocol
 
 import serial
 
+from tasks.device_options import SerialLine
 from tasks.errors import DeviceError
 from worker_host.port_address import PortAddress
 
@@ -63,10 +64,17 @@ class Transport(Protocol):
 class SerialTransport:
     """Bytes in and out of one serial port; a failure closes it so the next use reopens it."""
 
-    def __init__(self, address: str | PortAddress, baudrate: int = DEFAULT_BAUDRATE) -> None:
+    def __init__(
+        self,
+        address: str | PortAddress,
+        baudrate: int = DEFAULT_BAUDRATE,
+        line: SerialLine | None = None,
+    ) -> None:
         self.address = PortAddress.parse(address) if isinstance(address, str) else address
         self.url = str(self.address)
         self.baudrate = baudrate
+        # Byte size, parity, stop bits and flow control: the device's options, or 8N1.
+        self.line = line or SerialLine()
         self._port: serial.SerialBase | None = None
 
     @property
@@ -83,7 +91,15 @@ class SerialTransport:
             url = self.address.serial_url()
             # exclusive: two processes reading one port would each get half of every reply.
             self._port = serial.serial_for_url(
-                url, baudrate=self.baudrate, timeout=READ_SLICE_S, exclusive=True
+                url,
+                baudrate=self.baudrate,
+                bytesize=self.line.bytesize,
+                parity=self.line.parity,
+                stopbits=self.line.stopbits,
+                rtscts=self.line.rtscts,
+                xonxoff=self.line.xonxoff,
+                timeout=READ_SLICE_S,
+                exclusive=True,
             )
         except (serial.SerialException, OSError, ValueError) as e:
             self._port = None
@@ -123,6 +139,19 @@ class SerialTransport:
                     return b""
         except (serial.SerialException, OSError) as e:
             self._fail(f"read from {self.url} failed (timeout {timeout:g} s)", e)
+
+    def read_slice(self) -> bytes:
+        """Wait at most one read slice for at least one byte, leaving the port's timeout as it
+        is: a reader that reads all the time calls this, and never reconfigures the port."""
+        port = self._ensure_open()
+        try:
+            if port.timeout != READ_SLICE_S:
+                port.timeout = READ_SLICE_S
+            first: bytes = port.read(1)
+            waiting = port.in_waiting if first else 0
+            return first + port.read(waiting) if waiting else first
+        except (serial.SerialException, OSError) as e:
+            self._fail(f"read from {self.url} failed (timeout {READ_SLICE_S:g} s)", e)
 
     def drain(self) -> bytes:
         """Return the bytes already waiting in the port, without blocking."""

@@ -25,9 +25,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from hwq.cli import client, poll_device, roles, up
+    from hwq.cli import client, gateway_role, hosts, poll_device, roles, up
 
-    for module in (roles, client, up, poll_device):
+    for module in (roles, client, up, hosts, gateway_role, poll_device):
         for command in module.COMMANDS:
             main.add_command(command)
 

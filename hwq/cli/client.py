@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from hwq.cli.verdict import VERDICT_FAILED_EXIT, failed_verdict
+from hwq.cli.watch import watch
 from hwq.http_client import ApiClient, ApiError
 from tasks.lifecycle import State, is_settled_for_wait, is_terminal
 
@@ -36,7 +37,9 @@ SHORT_PAYLOAD_CHARS = 32
 FRAME_COMMAND_IDS = range(0, 256)
 INT32 = range(-(2**31), 2**31)
 
-DEVICE_COLUMNS = ("name", "transport", "address", "codec", "online", "state", "queue_depth")
+DEVICE_COLUMNS = (
+    "name", "transport", "address", "codec", "host", "presence", "state", "queue_depth"
+)  # fmt: skip
 COMMAND_COLUMNS = ("id", "device", "state", "kind", "created_at", "payload")
 EVENT_COLUMNS = ("state", "at", "detail")
 
@@ -305,10 +308,16 @@ def run(
     if analysis is not None:
         body["analysis"] = analysis
     client = ApiClient.from_env()
-    command = client.submit(device, body)
     if wait is None:
         wait = (timeout or DEFAULT_COMMAND_TIMEOUT_S) + RUN_WAIT_MARGIN_S
-    command = wait_for_command(client, command, wait, progress=_stderr_is_tty())
+    progress = _stderr_is_tty()
+    started = time.monotonic()
+    # Submitted and waited for in one request; a command that takes longer is followed below.
+    command = client.submit(
+        device, body, wait=min(wait, PROGRESS_AFTER_S if progress else MAX_POLL_S)
+    )
+    remaining = max(0.0, wait - (time.monotonic() - started))
+    command = wait_for_command(client, command, remaining, progress=progress)
     _report_run(client, command, wait, as_json)
 
 
@@ -318,6 +327,9 @@ def run(
 @click.group()
 def devices() -> None:
     """List, register, change and remove devices."""
+
+
+devices.add_command(watch)
 
 
 @devices.command("list")
@@ -353,14 +365,28 @@ def show_device(name: str) -> None:
 )
 @click.option("--baudrate", type=int, help="Serial speed [API: 115200].")
 @click.option("--codec", type=click.Choice(["line", "raw", "frame"]), help="[API: line]")
+@click.option("--host", help="The host agent that serves it [API: the API's machine].")
+@click.option("--options", "option_pairs", multiple=True, metavar="KEY=VALUE",
+              help="Serial setting or allowance, e.g. parity=E (repeatable).")  # fmt: skip
 def add_device(
-    name: str, address: str | None, transport: str, baudrate: int | None, codec: str | None
+    name: str,
+    address: str | None,
+    transport: str,
+    baudrate: int | None,
+    codec: str | None,
+    host: str | None,
+    option_pairs: tuple[str, ...],
 ) -> None:
     """Register device NAME."""
+    from hwq.cli.hosts import parse_options
+
     if transport == "serial" and not address:
         raise click.UsageError("a serial device needs --address (a port or pyserial URL)")
     spec: dict[str, object] = {"name": name, "transport": transport, "address": address}
-    spec.update({k: v for k, v in {"baudrate": baudrate, "codec": codec}.items() if v is not None})
+    spec.update({k: v for k, v in {"baudrate": baudrate, "codec": codec, "host": host}.items()
+                 if v is not None})  # fmt: skip
+    if option_pairs:
+        spec["options"] = parse_options(option_pairs)
     device = ApiClient.from_env().register_device(spec)
     click.echo(f"added device {device.get('name', name)}")
 

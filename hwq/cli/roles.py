@@ -193,7 +193,22 @@ def flower(port: int | None, address: str) -> None:
 @click.option("--name", default="sim0", show_default=True)
 @click.option("--home", default=None, help="hwq home folder; the log goes to HOME/sim/NAME.log.")
 @click.option("--link", default=None, help="Keep a symlink to the pseudo-terminal here.")
-def sim(kind: str, name: str, home: str | None, link: str | None) -> None:
+@click.option("--banner", default=None, help="A line sent each time a host opens the port.")
+@click.option(
+    "--chatter",
+    type=click.FloatRange(min=0.01),
+    default=None,
+    metavar="S",
+    help="Send an unsolicited line every S seconds.",
+)
+def sim(
+    kind: str,
+    name: str,
+    home: str | None,
+    link: str | None,
+    banner: str | None,
+    chatter: float | None,
+) -> None:
     """Run a simulated device on a pseudo-terminal and print its path."""
     from worker_host.simulator import run_simulator
 
@@ -203,7 +218,7 @@ def sim(kind: str, name: str, home: str | None, link: str | None) -> None:
     def ready(path: str) -> None:
         click.echo(path, nl=True)
 
-    run_simulator(kind, name, log_path, Path(link) if link else None, ready)
+    run_simulator(kind, name, log_path, Path(link) if link else None, ready, banner, chatter)
 
 
 @click.command("migrate")

@@ -11,7 +11,16 @@ from sqlalchemy.orm import Session
 from tasks.db.models import CommandRow, DeviceRow
 
 # Settings a worker beside the hardware needs; mirrored to Redis.
-WORKER_FIELDS = ("name", "transport", "address", "baudrate", "codec", "options", "host")
+WORKER_FIELDS = (
+    "name",
+    "transport",
+    "address",
+    "baudrate",
+    "codec",
+    "options",
+    "host",
+    "active",
+)
 
 
 def device_values(row: DeviceRow) -> dict[str, Any]:
@@ -24,6 +33,7 @@ def device_values(row: DeviceRow) -> dict[str, Any]:
         "codec": row.codec,
         "options": row.options,
         "host": row.host,
+        "active": row.active,
         "created_at": row.created_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
     }
 
@@ -48,6 +58,7 @@ def add_device(session: Session, spec: dict[str, Any]) -> DeviceRow:
         codec=spec.get("codec") or "line",
         options=spec.get("options") or {},
         host=spec.get("host"),
+        active=spec.get("active", True),
         created_at=datetime.now(UTC),
     )
     session.add(row)

@@ -15,21 +15,37 @@ SHORT_WAIT_S = 2.0
 MAX_WAIT_S = 60.0
 
 
+# What a boolean query parameter may say (pydantic's lax booleans).
+_BOOLEAN_WORDS = {"0", "off", "f", "false", "n", "no", "1", "on", "t", "true", "y", "yes"}
+
 # Names the run's own token id, which a generated revocation is turned away from.
 OWN_TOKEN_ID_VARIABLE = "HWQ_CONFORMANCE_OWN_TOKEN_ID"
 
 
 @schemathesis.hook
 def before_call(context: schemathesis.HookContext, case: schemathesis.Case, kwargs: Any) -> None:
-    """Shorten long waits the document allows; leave invalid ones to be refused; never revoke
-    the token the run itself uses (every later call would be a 401)."""
+    """Shorten long waits the document allows; leave invalid ones to be refused; end streams
+    at what they hold; never revoke the token the run itself uses (every later call would be a
+    401)."""
     own_id = os.environ.get(OWN_TOKEN_ID_VARIABLE)
     path = case.path_parameters or {}
     if case.method.upper() == "DELETE" and own_id and str(path.get("token_id")) == own_id:
         path["token_id"] = int(own_id) + 1_000_000
+    follow = (case.query or {}).get("follow")
+    if case.path.endswith("/stream") and (follow is None or _boolean(follow)):
+        # A followed stream never ends; the rest of the stream's contract is the same. An
+        # invalid `follow` is left to be refused.
+        case.query = {**(case.query or {}), "follow": "false"}
     seconds = _seconds((case.query or {}).get("wait"))
     if seconds is not None and SHORT_WAIT_S < seconds <= MAX_WAIT_S:
         case.query["wait"] = SHORT_WAIT_S
+
+
+def _boolean(value: object) -> bool:
+    """Whether a generated query value is one the API takes as true or false."""
+    if isinstance(value, bool):
+        return True
+    return isinstance(value, str) and value.lower() in _BOOLEAN_WORDS
 
 
 def _seconds(value: object) -> float | None:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import socketio
 
 from bench.harness_http import http
 from hwq.embedded_redis import free_port
@@ -28,6 +29,7 @@ class Up:
         self.home = home
         self.api_port = free_port()
         self.flower_port = free_port()
+        self.gateway_port = free_port()
         self.process: subprocess.Popen[str] | None = None
         self.redis_port = 0
 
@@ -37,7 +39,7 @@ class Up:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "hwq.cli", "up", "--sim", "2", "--home",
              str(self.home), "--port", str(self.api_port), "--flower-port",
-             str(self.flower_port)],
+             str(self.flower_port), "--gateway-port", str(self.gateway_port)],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
         deadline = time.monotonic() + 120
@@ -150,6 +152,25 @@ def test_up_serves_two_instruments_flower_and_keeps_history(up: Up) -> None:
         time.sleep(0.5)
     assert first["id"] in tasks, "Flower does not show the command under sim0's worker"
     assert login.split(":", 1)[1] not in json.dumps(listing.body)
+
+    # The Socket.IO gateway answers with the same admin token and lists both instruments.
+    gateway = socketio.Client(reconnection=False)
+    gateway.connect(f"http://127.0.0.1:{up.gateway_port}", auth={"token": up.token},
+                    transports=["websocket"], wait_timeout=20)  # fmt: skip
+    try:
+        listing = gateway.call("list-connections", None, timeout=30)
+        assert {"sim0", "sim1"} <= {c["name"] for c in listing["connections"]}, listing
+        sent = gateway.call(
+            "send-raw", {"name": "sim1", "payload": "ECHO via gateway\n"}, timeout=30
+        )
+        assert sent["ok"] is True, sent
+    finally:
+        gateway.disconnect()
+    sim_log = up.home / "sim" / "sim1.log"
+    deadline = time.monotonic() + 30
+    while "ECHO via gateway" not in sim_log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "ECHO via gateway" in sim_log.read_text()
 
     assert up.children(), "hwq up started no children?"
     up.interrupt()

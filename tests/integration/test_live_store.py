@@ -101,7 +101,8 @@ def test_device_state_follows_its_commands(live: LiveStore) -> None:
     assert live.device_status("dev1")["state"] == DeviceState.RESPONDED
     live.move(first, State.DONE)
     assert live.device_status("dev1") | {"last_seen": None} == {
-        "state": 0, "queue_depth": 0, "online": False, "last_seen": None,
+        "state": 0, "queue_depth": 0, "presence": "offline", "error": None, "online": False,
+        "last_seen": None,
     }  # fmt: skip
 
 

@@ -48,6 +48,7 @@ def test_device_create_fills_the_documented_defaults() -> None:
         "baudrate": 115200,
         "codec": "line",
         "options": {},
+        "host": None,
     }
 
 
@@ -226,11 +227,16 @@ CONTRACT_ROUTES = {
     ("/api/v1/devices/{name}", "patch"),
     ("/api/v1/devices/{name}", "delete"),
     ("/api/v1/devices/{name}/commands", "post"),
+    ("/api/v1/devices/{name}/stream", "get"),
     ("/api/v1/commands", "get"),
     ("/api/v1/commands/{command_id}", "get"),
     ("/api/v1/commands/{command_id}/cancel", "post"),
     ("/api/v1/commands/{command_id}/analysis", "post"),
     ("/api/v1/commands/{command_id}/events", "get"),
+    ("/api/v1/devices/{name}/activate", "post"),
+    ("/api/v1/devices/{name}/deactivate", "post"),
+    ("/api/v1/hosts", "get"),
+    ("/api/v1/hosts/{host}/ports", "get"),
     ("/api/v1/tokens", "get"),
     ("/api/v1/tokens/{token_id}", "delete"),
     ("/api/v1/openapi.json", "get"),

@@ -123,9 +123,9 @@ def test_a_bad_frame_payload_says_what_is_expected(server: CannedHttpServer) -> 
 def test_devices_list_prints_an_aligned_table(server: CannedHttpServer) -> None:
     devices = [
         {"name": "sim0", "transport": "serial", "address": "/dev/pts/3", "codec": "line",
-         "online": True, "state": 0, "queue_depth": 0},
+         "host": "lab-pc", "presence": "online", "online": True, "state": 0, "queue_depth": 0},
         {"name": "probe", "transport": "http-poll", "address": None, "codec": "frame",
-         "online": False, "state": 1, "queue_depth": 12},
+         "host": None, "presence": "offline", "online": False, "state": 1, "queue_depth": 12},
     ]  # fmt: skip
     server.reply("GET", "/api/v1/devices", body={"items": devices})
     server.reply("GET", "/api/v1/health", body={"recorder_pending": 0, "recorder_lag_s": 0.0})
@@ -134,9 +134,9 @@ def test_devices_list_prints_an_aligned_table(server: CannedHttpServer) -> None:
 
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
-        "name   transport  address     codec  online  state  queue_depth",
-        "sim0   serial     /dev/pts/3  line   yes     0      0",
-        "probe  http-poll  -           frame  no      1      12",
+        "name   transport  address     codec  host    presence  state  queue_depth",
+        "sim0   serial     /dev/pts/3  line   lab-pc  online    0      0",
+        "probe  http-poll  -           frame  -       offline   1      12",
     ]
     assert result.stderr.strip() == "ledger: up to date"
 

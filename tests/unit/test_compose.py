@@ -35,11 +35,12 @@ HWQ_SUBCOMMANDS = {
     "devices",
     "run",
     "commands",
+    "gateway",
 }
 # Roles that run beside the hardware and so may hold the broker URL only.
 HARDWARE_SIDE = {"device-worker", "host", "sim"}
 # Roles that write the SQL record and so need the database.
-DATABASE_SIDE = {"api", "server-worker", "migrate"}
+DATABASE_SIDE = {"api", "server-worker", "migrate", "gateway"}
 
 
 def _load() -> dict[str, Any]:
@@ -165,7 +166,7 @@ def test_no_database_credentials_outside_the_database_side() -> None:
             assert "HWQ_DATABASE_URL" not in _environment(name), name
 
 
-@pytest.mark.parametrize("name", ["api", "flower"])
+@pytest.mark.parametrize("name", ["api", "flower", "gateway"])
 def test_published_ports_bind_localhost(name: str) -> None:
     ports = SERVICES[name].get("ports")
     assert ports, f"{name} publishes no port"

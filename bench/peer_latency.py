@@ -1,0 +1,207 @@
+"""Peer latency: hwq against the hand-built peer (bench/handbuilt_peer.py) on the same Redis,
+the same kind of simulator on a pty, and the same HTTP client (one kept-alive
+requests.Session each).
+
+Four sides take turns in blocks of 100, as in bench/latency.py, each block starting with
+the next side; hwq's deferred work settles after each of its turns, so it counts in hwq's time:
+- `handbuilt`: POST /query to the gunicorn-served Flask endpoint that waits on Celery;
+- `hwq_client_run`: `hwq.Client.run()`, the Python client (one request: POST ?wait);
+- `hwq_post_wait`: requests doing POST /devices/{name}/commands?wait=10;
+- `hwq_submit_then_wait`: requests doing the POST, then GET /commands/{id}?wait=10.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import requests
+
+from bench import common
+from bench.local_stack import Stack
+from hwq import Client
+from hwq.embedded_redis import free_port
+
+DEFAULT_ROUNDS = 500
+BLOCK = 100
+WARMUP_PER_TURN = 5
+# gunicorn threads: a threaded server, as DESIGN §1 asks of anything holding waits.
+GUNICORN_THREADS = 8
+SIDES = ("handbuilt", "hwq_client_run", "hwq_post_wait", "hwq_submit_then_wait")
+
+
+@contextmanager
+def handbuilt_peer(stack: Stack, redis_url: str) -> Iterator[str]:
+    """The hand-built peer on its own simulator; yields its endpoint's URL."""
+    link = stack.home / "dev" / "handbuilt"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    stack.spawn("sim-handbuilt", "sim", "--kind", "scpi", "--name", "handbuilt", "--home",
+                str(stack.home), "--link", str(link), with_database=False)  # fmt: skip
+    stack.wait_for(link.exists, "the hand-built peer's simulator")
+    port = free_port()
+    env = {**os.environ, "HANDBUILT_BROKER_URL": redis_url, "HANDBUILT_PORT": str(link)}
+    logs = stack.home / "logs"
+    with (
+        (logs / "handbuilt-worker.log").open("ab") as worker_log,
+        (logs / "handbuilt-web.log").open("ab") as web_log,
+    ):
+        children = [
+            subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "bench.handbuilt_peer", "worker",
+                 "--pool", "solo", "--hostname", "handbuilt@bench", "--loglevel", "WARNING",
+                 "--without-gossip", "--without-mingle"],
+                env=env, stdout=worker_log, stderr=subprocess.STDOUT,
+            ),
+            subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "--workers", "1", "--worker-class",
+                 "gthread", "--threads", str(GUNICORN_THREADS), "--bind",
+                 f"127.0.0.1:{port}", "--log-level", "warning", "bench.handbuilt_peer:web"],
+                env=env, stdout=web_log, stderr=subprocess.STDOUT,
+            ),
+        ]  # fmt: skip
+    url = f"http://127.0.0.1:{port}/query"
+    try:
+        with requests.Session() as session:
+            stack.wait_for(
+                lambda: session.post(url, json={"payload": "*IDN?"}, timeout=15).ok,
+                "the hand-built peer",
+            )
+        yield url
+    finally:
+        for child in children:
+            child.terminate()
+        for child in children:
+            child.wait(timeout=30)
+
+
+def handbuilt_round_trips(session: requests.Session, url: str, numbers: range) -> list[float]:
+    """POST /query `ECHO i` to the hand-built endpoint, for each i in turn."""
+    samples = []
+    for i in numbers:
+        started = time.perf_counter()
+        reply = session.post(url, json={"payload": f"ECHO {i}"}, timeout=15)
+        samples.append(time.perf_counter() - started)
+        assert reply.json()["text"] == str(i), reply.text
+    return samples
+
+
+def client_run_round_trips(client: Client, device: str, numbers: range) -> list[float]:
+    """`Client.run(device, "ECHO i")`, for each i in turn."""
+    samples = []
+    for i in numbers:
+        started = time.perf_counter()
+        command = client.run(device, f"ECHO {i}")
+        samples.append(time.perf_counter() - started)
+        assert command.text == str(i), command
+    return samples
+
+
+def post_wait_round_trips(
+    session: requests.Session, base: str, device: str, numbers: range
+) -> list[float]:
+    """POST …/commands?wait=10 with requests, for each i in turn."""
+    samples = []
+    for i in numbers:
+        started = time.perf_counter()
+        body = {"kind": "line", "payload": f"ECHO {i}"}
+        url = f"{base}/devices/{device}/commands?wait=10"
+        reply = session.post(url, json=body, timeout=30)
+        samples.append(time.perf_counter() - started)
+        assert reply.status_code == 200 and reply.json()["response"]["text"] == str(i), reply.text
+    return samples
+
+
+def submit_then_wait_round_trips(
+    session: requests.Session, base: str, device: str, numbers: range
+) -> list[float]:
+    """POST the command, then GET it with ?wait=10, with requests, for each i in turn."""
+    samples = []
+    for i in numbers:
+        started = time.perf_counter()
+        body = {"kind": "line", "payload": f"ECHO {i}"}
+        submitted = session.post(f"{base}/devices/{device}/commands", json=body, timeout=30)
+        reply = session.get(f"{base}/commands/{submitted.json()['id']}?wait=10", timeout=30)
+        samples.append(time.perf_counter() - started)
+        assert reply.json()["response"]["text"] == str(i), reply.text
+    return samples
+
+
+def run(quick: bool = False, rounds: int | None = None) -> dict[str, Any]:
+    """Measure the four sides in one run, taking turns, and return figures and ratios."""
+    rounds = rounds or (50 if quick else DEFAULT_ROUNDS)
+    samples: dict[str, list[float]] = {name: [] for name in SIDES}
+    with common.bench_redis() as redis_url, common.hwq_stack(redis_url) as stack:
+        stack.add_sim_device("peer0")
+        stack.wait(stack.submit("peer0", "*IDN?"))
+        base = stack.base
+        with (
+            handbuilt_peer(stack, redis_url) as url,
+            requests.Session() as handbuilt_session,
+            requests.Session() as hwq_session,
+            Client(base, stack.admin_token) as client,
+        ):
+            hwq_session.headers["Authorization"] = f"Bearer {stack.admin_token}"
+            turns: dict[str, Callable[[range], list[float]]] = {
+                "handbuilt": lambda n: handbuilt_round_trips(handbuilt_session, url, n),
+                "hwq_client_run": lambda n: client_run_round_trips(client, "peer0", n),
+                "hwq_post_wait": lambda n: post_wait_round_trips(hwq_session, base, "peer0", n),
+                "hwq_submit_then_wait": lambda n: submit_then_wait_round_trips(
+                    hwq_session, base, "peer0", n
+                ),
+            }
+            for block, start in enumerate(range(0, rounds, BLOCK)):
+                numbers = range(start, min(rounds, start + BLOCK))
+                # Each block starts with the next side, so no side always follows the same one.
+                order = SIDES[block % len(SIDES) :] + SIDES[: block % len(SIDES)]
+                for name in order:
+                    round_trips = turns[name]
+                    round_trips(range(WARMUP_PER_TURN))
+                    samples[name] += round_trips(numbers)
+                    if name.startswith("hwq"):
+                        common.settle(stack)
+                common.progress("round trips of each", numbers.stop, rounds)
+    figures = {name: common.summary_ms(samples[name]) for name in SIDES}
+    peer = figures["handbuilt"]
+    ratios = {
+        name: {
+            "p50": round(figures[name]["p50_ms"] / peer["p50_ms"], 2),
+            "p99": round(figures[name]["p99_ms"] / peer["p99_ms"], 2),
+        }
+        for name in SIDES[1:]
+    }
+    run_ratio = ratios["hwq_client_run"]
+    return {
+        **figures,
+        "ratios_to_handbuilt": ratios,
+        "checks": [
+            common.check("Client.run p50 / hand-built p50", run_ratio["p50"], "<=", 1.0),
+            common.check("Client.run p99 / hand-built p99", run_ratio["p99"], "<=", 1.2),
+        ],
+    }
+
+
+def report(results: dict[str, Any]) -> None:
+    """Print the peer latency table."""
+    rows = [("", "p50 ms", "p99 ms", "mean ms", "p50 ×peer", "p99 ×peer")]
+    for name in SIDES:
+        figures = results[name]
+        ratio = results["ratios_to_handbuilt"].get(name, {"p50": 1.0, "p99": 1.0})
+        rows.append((name, str(figures["p50_ms"]), str(figures["p99_ms"]),
+                     str(figures["mean_ms"]), str(ratio["p50"]), str(ratio["p99"])))  # fmt: skip
+    common.print_table("Peer latency: one line command over HTTP, hwq vs hand-built", rows)
+
+
+def main() -> None:
+    """Run from the command line: python -m bench.peer_latency [--quick] [--rounds N]."""
+    common.script_main(
+        "peer_latency", __doc__, run, report, [("--rounds", {"type": int, "default": None})]
+    )
+
+
+if __name__ == "__main__":
+    main()
