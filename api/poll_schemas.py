@@ -16,8 +16,10 @@ from api.schemas import (
 )
 from tasks.poll_claims import MAX_POLL_WAIT_S
 
-# Longest text a polling device may send back in one field; the body limit bounds it too.
-MAX_REPLY_TEXT_CHARS = 1_000_000
+# Longest text a polling device may send back in one field: a program's capped output
+# (HWQ_PROGRAM_OUTPUT_KIB, 64 by default) fits, and one character more, even escaped as JSON,
+# stays within the default body limit, so an overlong field is named (422), not a 413.
+MAX_REPLY_TEXT_CHARS = 64 * 1024
 
 
 class PollWaitQuery(QueryModel):
