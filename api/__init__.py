@@ -6,7 +6,20 @@ from typing import Any
 
 from flask import Flask
 
-from api import commands, console, devices, docs, health, hosts, metrics, streams, tokens, whoami
+from api import (
+    commands,
+    console,
+    devices,
+    docs,
+    health,
+    hosts,
+    legacy,
+    metrics,
+    polling,
+    streams,
+    tokens,
+    whoami,
+)
 from api.context import EXTENSION_KEY
 from api.inputs import DeviceNameConverter, refuse_oversized_body, refuse_unknown_query
 from api.problems import register_problem_handlers
@@ -42,7 +55,15 @@ def create_app(
     register_problem_handlers(app)
     app.url_map.converters["device"] = DeviceNameConverter
     for blueprint in (
-        health.bp, devices.bp, hosts.bp, commands.bp, tokens.bp, docs.bp, streams.bp
+        health.bp,
+        devices.bp,
+        hosts.bp,
+        commands.bp,
+        tokens.bp,
+        docs.bp,
+        streams.bp,
+        polling.bp,
+        legacy.bp,
     ):
         app.register_blueprint(blueprint, url_prefix=API_PREFIX)
     # At /metrics, where Prometheus looks by default, and under the API's prefix.

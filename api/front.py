@@ -36,6 +36,7 @@ from api.commands import submitted_status
 from api.context import EXTENSION_KEY
 from api.held_waits import ClientGone, HeldWaits, WaitRefused, unless_client_leaves
 from api.inputs import too_large
+from api.poll_front import POLL_ENDPOINT, hold_poll
 from api.problems import problem_for
 from api.request_log import FRONT_HOLDS_SUBMIT_WAIT, STARTED_ENVIRON_KEY, log_request
 from api.schemas import CommandWaitQuery
@@ -134,6 +135,9 @@ class Front:
         if length is not None and length > limit:
             raise too_large(limit)
         endpoint, args, role = self._route(request.method, request.path)
+        if endpoint == POLL_ENDPOINT and request.method == "GET":
+            await hold_poll(self, request, args["name"], receive, send)
+            return
         if endpoint == WAIT_ENDPOINT and request.method == "GET":
             wait_s = self._wait_s(request.scope["query_string"])
             if wait_s:

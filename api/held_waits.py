@@ -4,6 +4,7 @@ how many it holds, in all and per token, and what it answers past either cap."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -72,11 +73,14 @@ class HeldWaits:
                 del self._per_token[token]
 
 
-async def unless_client_leaves(receive: Receive, work: Awaitable[T]) -> T:
+async def unless_client_leaves(
+    receive: Receive, work: Awaitable[T], *, let_work_settle: bool = False
+) -> T:
     """The result of `work`, or ClientGone as soon as the client disconnects (work cancelled).
 
     For a request whose body has been read (or has none): ASGI's next `receive` then returns
-    only when the client goes.
+    only when the client goes. `let_work_settle`: ClientGone only once the cancelled work has
+    finished unwinding (so what it changed meanwhile is known).
     """
     task = asyncio.ensure_future(work)
     watcher = asyncio.ensure_future(_disconnect(receive))
@@ -87,6 +91,9 @@ async def unless_client_leaves(receive: Receive, work: Awaitable[T]) -> T:
     if task.done():
         return task.result()
     task.cancel()
+    if let_work_settle:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     raise ClientGone
 
 

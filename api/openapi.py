@@ -58,6 +58,8 @@ class OperationDoc:
     other_responses: dict[int, type[BaseModel]] = field(default_factory=dict)
     # Request headers the operation reads, as OpenAPI parameter objects.
     headers: tuple[dict[str, Any], ...] = ()
+    # Other successes that carry no body, each with what it means (a poll's 204).
+    empty_responses: dict[int, str] = field(default_factory=dict)
     # What a client should know beyond the summary, put before the role in the description.
     notes: str | None = None
 
@@ -169,6 +171,8 @@ def _operation(
             "description": model.__doc__ or model.__name__,
             "content": {_JSON: {"schema": components.ref(model)}},
         }
+    for status, meaning in doc.empty_responses.items():
+        responses[str(status)] = {"description": meaning}
     operation["responses"] = responses
     return operation
 

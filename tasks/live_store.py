@@ -278,6 +278,25 @@ class LiveStore:
         """
         return self._run("claim", command_id, **self._claim_options(worker, device))
 
+    def claim_args(
+        self, command_id: str, worker: str, device: str, *, lease_s: float, detail: str
+    ) -> list[Any]:
+        """The script arguments of a claim by `worker` for `device` with its own lease grace
+        (an HTTP-polling device's claim, run on whichever client polls)."""
+        changes: CommandChanges = {"claimed_by": worker}
+        return self._transition_args(
+            "claim", command_id, detail=detail, lease_s=lease_s, extra=device, fields=changes
+        )
+
+    def run_script(self, args: list[Any]) -> Any:
+        """Run the transition script with arguments made by one of the `*_args` methods."""
+        return self._script(args=args)
+
+    @property
+    def script_source(self) -> str:
+        """The transition script, for a client of another kind (redis.asyncio) to register."""
+        return self._source
+
     def _claim_options(self, worker: str, device: str | None) -> dict[str, Any]:
         changes: CommandChanges = {"claimed_by": worker}
         return {

@@ -21,6 +21,7 @@ from celery import Celery
 
 from tasks.celery_app import EXECUTE_TASK
 from tasks.lifecycle import State
+from tasks.poll_claims import POLL_TIMEOUT_DETAIL
 
 log = logging.getLogger("hwq.server")
 
@@ -64,7 +65,7 @@ class ServerOutcomeEvents:
         """Send the task events of those among `transitions` that end in SERVER_REPORTED."""
         events = []
         for transition in transitions:
-            if transition["state"] not in SERVER_REPORTED:
+            if transition["state"] not in SERVER_REPORTED and not _unanswered_poll(transition):
                 continue
             event = outcome_event(transition["state"], transition.get("detail") or "")
             if event is not None:
@@ -79,3 +80,10 @@ class ServerOutcomeEvents:
                     dispatcher.send(event_type, uuid=command_id, name=EXECUTE_TASK, **fields)
         except Exception as e:  # the broker is away: Flower misses these, the ledger does not
             log.warning("outcome events not sent", extra={"error": str(e)})
+
+
+def _unanswered_poll(transition: dict[str, Any]) -> bool:
+    # A polling device has no worker to report its timeout: the reaper ended it.
+    return bool(
+        transition["state"] == State.TIMED_OUT and transition.get("detail") == POLL_TIMEOUT_DETAIL
+    )

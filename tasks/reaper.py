@@ -23,6 +23,7 @@ from tasks.errors import WriterBusy
 from tasks.host_store import host_devices_key
 from tasks.lifecycle import MAX_ATTEMPTS, TERMINAL, State
 from tasks.live_store import LiveStore
+from tasks.poll_claims import POLL_TIMEOUT_DETAIL, is_poll_claim
 from tasks.redis_replies import stream_millis
 
 log = logging.getLogger("hwq.reaper")
@@ -131,7 +132,23 @@ class Reaper:
             if values is None or values["state"] != State.DISPATCHED:
                 self.live.redis.zrem(f"{self.live.prefix}:leases", command_id)
                 continue
+            if is_poll_claim(values):
+                self._end_unanswered_poll(command_id, values)
+                continue
             self._settle_lost(command_id, values)
+
+    def _end_unanswered_poll(self, command_id: str, values: CommandValues) -> None:
+        """A polling device collected the command and sent no reply within its timeout_s."""
+        result = self.live.move(
+            command_id,
+            State.TIMED_OUT,
+            expected=(State.DISPATCHED,),
+            detail=POLL_TIMEOUT_DETAIL,
+            fields={"error": f"no reply within {values.get('timeout_s')} s"},
+        )
+        if result.moved:
+            log.info("command timed out", extra={"command": command_id,
+                                                 "device": values["device"]})  # fmt: skip
 
     def _settle_lost(self, command_id: str, values: CommandValues) -> None:
         if values.get("idempotent") and int(values.get("attempts") or 0) < MAX_ATTEMPTS:

@@ -90,10 +90,13 @@ def filter_failure(
 
 def _beyond_json_schema(error: dict[str, Any]) -> bool:
     """A refusal the document states in prose because JSON Schema cannot: `number`'s min > max,
-    and a command that does not fit its device's codec (a setting of the device, DESIGN §3)."""
+    a command that does not fit its device's codec (a setting of the device, DESIGN §3), a reply
+    that does not fit its command, a legacy command without the field it needs."""
     field, message = error.get("field"), str(error.get("message", ""))
     if field == "analysis.params.max":
         return message.startswith("must be at least min")
     if field in ("kind", "payload"):
         return message.startswith("device ")
-    return False
+    # A polling device's reply that does not fit its command's kind, and the legacy protocol's
+    # rules on which of its optional fields each of its commands needs.
+    return message.startswith(("a reply to a", "the legacy protocol needs"))

@@ -247,6 +247,10 @@ CONTRACT_ROUTES = {
     ("/api/v1/whoami", "get"),
     ("/", "get"),
     ("/console/{asset}", "get"),
+    ("/api/v1/devices/{name}/next", "get"),
+    ("/api/v1/commands/{command_id}/response", "post"),
+    ("/api/v1/legacy", "get"),
+    ("/api/v1/legacy", "post"),
 }
 
 
@@ -315,6 +319,7 @@ def test_request_bodies_use_the_validating_models(document: dict[str, Any]) -> N
         ("/api/v1/devices/{name}", "patch"): "#/components/schemas/DeviceUpdate",
         ("/api/v1/devices/{name}/commands", "post"): "#/components/schemas/CommandSubmit",
         ("/api/v1/commands/{command_id}/analysis", "post"): "#/components/schemas/AnalysisSubmit",
+        ("/api/v1/commands/{command_id}/response", "post"): "#/components/schemas/PollReply",
     }
     schemas = document["components"]["schemas"]
     assert schemas["DeviceCreate"] == DeviceCreate.model_json_schema(

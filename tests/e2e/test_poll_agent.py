@@ -1,0 +1,112 @@
+"""`hwq poll-device` as a real process serving a simulator on a pseudo-terminal, against real
+API processes: commands answered, timeouts, presence, an API restart, a clean stop."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+import pytest
+
+from bench.local_stack import Stack
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def _agent_device(stack: Stack, name: str, *agent_args: str, **options: object) -> None:
+    """A simulator, its http-poll device, and an agent serving it with a device token."""
+    link = stack.home / "dev" / name
+    link.parent.mkdir(parents=True, exist_ok=True)
+    stack.spawn(f"sim-{name}", "sim", "--kind", "scpi", "--name", name, "--home",
+                str(stack.home), "--link", str(link), with_database=False)  # fmt: skip
+    stack.wait_for(link.exists, f"simulator {name}")
+    spec = {"name": name, "transport": "http-poll", "codec": "line", "options": options}
+    reply = stack.request("POST", "/devices", body=spec)
+    assert reply.status == 201, reply.body
+    token = stack.hwq("token", "create", "--role", "device", "--name", f"{name}-agent",
+                      "--device", name).strip()  # fmt: skip
+    url = f"http://127.0.0.1:{stack.api_port}"
+    stack.spawn(f"agent-{name}", "poll-device", name, "--url", url, "--token", token,
+                "--port", str(link), "--wait", "5", *agent_args, with_database=False)  # fmt: skip
+    stack.wait_for(lambda: stack.device(name)["online"], f"agent of {name}")
+
+
+def test_the_agent_answers_commands_and_times_out_slow_ones(stack: Stack, device_name: str) -> None:
+    _agent_device(stack, device_name)
+    first = stack.wait(stack.submit(device_name, "ECHO hello"))
+    assert first["state"] == "done", first
+    assert first["response"] == {"text": "hello"}
+    idn = stack.wait(stack.submit(device_name, "*IDN?"))
+    assert idn["response"]["text"].startswith("HWQ,SIM")
+
+    slow = stack.wait(stack.submit(device_name, "SLEEP 3000", timeout_s=1))
+    assert slow["state"] == "timed_out", slow
+    # The slow command's late OK is not taken for the next command's answer.
+    after = stack.wait(stack.submit(device_name, "ECHO after"))
+    assert after["response"] == {"text": "after"}, after
+    assert stack.device(device_name)["online"] is True
+    assert "token" not in stack.log(f"agent-{device_name}").lower().replace("--token", "")
+
+
+def test_python_is_refused_by_an_agent_not_allowed_to_run_it(
+    stack: Stack, device_name: str
+) -> None:
+    _agent_device(stack, device_name, python=True)
+    reply = stack.request("POST", f"/devices/{device_name}/commands",
+                          body={"kind": "python", "payload": "print(1)"})  # fmt: skip
+    assert reply.status == 202, reply.body
+    ended = stack.wait(reply.body["id"])
+    assert ended["state"] == "failed", ended
+    assert "--allow-python" in ended["error"]
+
+
+def test_an_allowed_program_runs_in_the_sandbox_and_reaches_the_device(
+    stack: Stack, device_name: str
+) -> None:
+    _agent_device(stack, device_name, "--allow-python", python=True)
+    source = "print(6 * 7)\nprint(device.query('ECHO from the program'))\n"
+    reply = stack.request("POST", f"/devices/{device_name}/commands",
+                          body={"kind": "python", "payload": source, "timeout_s": 30})  # fmt: skip
+    assert reply.status == 202, reply.body
+    ended = stack.wait(reply.body["id"], seconds=60)
+    assert ended["state"] == "done", ended
+    assert ended["response"]["stdout"] == "42\nfrom the program\n", ended
+    assert ended["response"]["exit_code"] == 0
+
+
+def test_the_agent_survives_an_api_restart_and_runs_nothing_twice(
+    stack: Stack, device_name: str
+) -> None:
+    _agent_device(stack, device_name)
+    before = stack.wait(stack.submit(device_name, "ECHO before"))
+    assert before["state"] == "done"
+
+    stack.stop("api")
+    time.sleep(3)  # the agent's polls fail meanwhile; it backs off and keeps trying
+    stack.spawn("api", "api", "--host", "127.0.0.1", "--port", str(stack.api_port))
+    stack.wait_for(lambda: stack.request("GET", "/health").status == 200, "the API again")
+
+    ids = [stack.submit(device_name, f"ECHO again{i}") for i in range(3)]
+    for i, command_id in enumerate(ids):
+        ended = stack.wait(command_id, seconds=90)
+        assert ended["response"] == {"text": f"again{i}"}, ended
+    lines = stack.sim_log(device_name).splitlines()
+    for text in ("ECHO before", "ECHO again0", "ECHO again1", "ECHO again2"):
+        assert sum(text in line for line in lines) == 1, lines
+
+
+def test_sigterm_stops_the_agent_cleanly(stack: Stack, device_name: str) -> None:
+    _agent_device(stack, device_name)
+    process = stack.processes.pop(f"agent-{device_name}")
+    process.send_signal(signal.SIGTERM)
+    try:
+        code = process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+    assert code == 0, stack.log(f"agent-{device_name}")
+    # Nothing it was holding is lost: a command submitted now waits queued for the device.
+    queued = stack.submit(device_name, "ECHO later")
+    time.sleep(1)
+    assert stack.request("GET", f"/commands/{queued}").body["state"] == "queued"
