@@ -430,6 +430,7 @@ class LiveStore:
             f"{base}:last_seen",
             f"{base}:presence",
             f"{base}:error",
+            f"{base}:restarts",
             self.stream_key(device),
             *(self.device_set_key(device, which) for which in ("queued", "inflight", "responded")),
         )

@@ -84,6 +84,14 @@ class PresenceStore:
         return (text(presence) if presence else None, text(error) if error else None)
 
     # host side ----------------------------------------------------------------------------
+    def restarts_key(self, device: str) -> str:
+        """How many times the host agent has seen the device's worker crash (a counter)."""
+        return f"{self.live.device_config_key(device)}:restarts"
+
+    def count_crash(self, device: str) -> None:
+        """One more crash of the device's worker, for the metrics' restart counter."""
+        self.redis.incr(self.restarts_key(device))
+
     def mark_failed(self, device: str, reason: str) -> None:
         """The host agent gave up on the device's worker."""
         pipe = self.redis.pipeline(transaction=False)

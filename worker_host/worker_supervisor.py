@@ -149,6 +149,7 @@ class WorkerSupervisor:
 
     def _crashed(self, slot: WorkerSlot, status: int | None, now: float, why: str = "") -> None:
         reason = why or describe_exit(status)
+        self._count_crash(slot.device)
         slot.crashes.append(now)
         while slot.crashes and now - slot.crashes[0] > CRASH_WINDOW_S:
             slot.crashes.popleft()
@@ -167,6 +168,12 @@ class WorkerSupervisor:
         slot.start_at = now + delay
         log.warning("device worker crashed; restarting it",
                     extra={"device": slot.device, "reason": reason, "in_s": delay})  # fmt: skip
+
+    def _count_crash(self, device: str) -> None:
+        try:
+            self.presence.count_crash(device)
+        except redis.RedisError as e:
+            log.warning("crash not counted", extra={"device": device, "error": str(e)})
 
     def _mark_failed(self, device: str, error: str) -> None:
         try:

@@ -69,6 +69,8 @@ def test_a_worker_killed_again_and_again_ends_failed(fleet: HostFleet, stack: St
     assert fleet.presence(name) == "failed"
     assert len(killed) == 5
     assert "killed by SIGKILL" in fleet.error(name)
+    # Every crash is counted where the metrics' restart counter reads it.
+    assert fleet.redis.get(fleet.presence_store.restarts_key(name)) == b"5"
     assert stack.processes[f"host-{host}"].poll() is None
 
 
