@@ -8,12 +8,12 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.client import HTTPConnection, HTTPResponse
 from typing import Any
 
 from bench.local_stack import Stack
-from hwq.cli.watch import parse_sse
 
 # How long a test waits for the events it expects before it fails.
 EXPECT_TIMEOUT_S = 60.0
@@ -31,6 +31,29 @@ class Event:
     def chunk(self) -> bytes:
         """The bytes of an rx or tx event."""
         return base64.b64decode(self.data["data"])
+
+
+def parse_sse(lines: Iterator[bytes]) -> Iterator[Event]:
+    """The events of an SSE body, by the WHATWG event-stream rules: read here independently of
+    the client's parser, so the wire format itself is what the tests check."""
+    event_id, kind, data = "", "message", []
+    for raw in lines:
+        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        if not line:
+            if data:
+                yield Event(event_id, kind, json.loads("\n".join(data)))
+            kind, data = "message", []
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "id":
+            event_id = value
+        elif name == "event":
+            kind = value
+        elif name == "data":
+            data.append(value)
 
 
 class Observer:
@@ -75,8 +98,7 @@ class Observer:
 
     def _read(self) -> None:
         try:
-            for event in parse_sse(iter(self.response.readline, b"")):
-                parsed = Event(event.id, event.event, json.loads("\n".join(event.data)))
+            for parsed in parse_sse(iter(self.response.readline, b"")):
                 with self._changed:
                     self.events.append(parsed)
                     self._changed.notify_all()
