@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from hwq.cli.queued_reason import why_still_queued
 from hwq.cli.verdict import VERDICT_FAILED_EXIT, failed_verdict
 from hwq.cli.watch import watch
 from hwq.http_client import ApiClient, ApiError
@@ -219,13 +220,8 @@ def _report_run(
         click.echo(
             f"command {command_id} ended {state}" + (f": {error}" if error else ""), err=True
         )
-    elif state == State.QUEUED and not _device_online(client, command["device"]):
-        click.echo(
-            f"device {command['device']} is offline: no worker serves it, so command "
-            f"{command_id} is still queued after {wait_s:g} s. It runs once the device's worker "
-            f"starts; `hwq commands cancel {command_id}` drops it",
-            err=True,
-        )
+    elif state == State.QUEUED and (reason := _why_queued(client, command, wait_s)):
+        click.echo(reason, err=True)
     else:
         click.echo(
             f"command {command_id} is still {state} after {wait_s:g} s; "
@@ -235,12 +231,14 @@ def _report_run(
     click.get_current_context().exit(1)
 
 
-def _device_online(client: ApiClient, name: str) -> bool:
-    """Whether the device's worker is up; True when the API cannot say, so no false alarm."""
+def _why_queued(client: ApiClient, command: dict[str, Any], wait_s: float) -> str | None:
+    """Why the device cannot take its queued command; None when the API cannot say, so no
+    false alarm."""
     try:
-        return bool(client.get_device(name).get("online", True))
+        device = client.get_device(command["device"])
     except ApiError:
-        return True
+        return None
+    return why_still_queued(device, command["id"], wait_s)
 
 
 def _note_analysis(command: dict[str, Any]) -> None:
