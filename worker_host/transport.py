@@ -22,6 +22,17 @@ from tasks.device_options import SerialLine
 from tasks.errors import DeviceError
 from worker_host.port_address import PortAddress
 
+try:
+    import termios
+except ImportError:  # not a POSIX system: pyserial's own port code does not use it either
+    termios = None  # type: ignore[assignment]
+
+# What opening a port may raise. pyserial lets termios.error through when the terminal
+# refuses its settings, as a port whose previous holder is still letting go can.
+OPEN_ERRORS: tuple[type[BaseException], ...] = (serial.SerialException, OSError, ValueError) + (
+    (termios.error,) if termios is not None else ()
+)
+
 DEFAULT_BAUDRATE = 115200
 # Longest single blocking read. Changing a port's timeout reconfigures it (a termios call,
 # an RFC 2217 negotiation), so read_some waits in slices of this fixed length and sets a
@@ -115,7 +126,7 @@ class SerialTransport:
                 timeout=READ_SLICE_S,
                 exclusive=True,
             )
-        except (serial.SerialException, OSError, ValueError) as e:
+        except OPEN_ERRORS as e:
             self._port = None
             raise DeviceError(f"cannot open serial port {self.url}: {e}") from e
         self.opened_path = None if self.address.kind == "url" else os.path.realpath(url)
