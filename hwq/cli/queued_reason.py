@@ -17,10 +17,10 @@ def why_still_queued(device: dict[str, Any], command_id: str, wait_s: float) -> 
     presence = device.get("presence")
     error = _first_line(device.get("error"))
     if presence == "port-missing":
-        cause = f"device {name} is port-missing: its port is gone" + (
+        cause = f"device {name} is port-missing: its port is gone or cannot be opened" + (
             f" ({error})" if error else ""
         )
-        ends = "once the port is back (the adapter plugged in again)"
+        ends = "once its worker opens the port again (the adapter plugged back in, the port freed)"
     elif presence == "inactive":
         cause = f"device {name} is inactive: it was deactivated"
         ends = f"once it is activated again (`hwq devices activate {name}`)"

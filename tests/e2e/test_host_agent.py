@@ -190,7 +190,8 @@ def test_hwq_run_says_an_unplugged_device_waits_for_its_port(
 
     assert result.returncode == 1
     assert f"device {name} is port-missing" in result.stderr, result.stderr
-    assert "not plugged in" in result.stderr and "once the port is back" in result.stderr
+    assert "not plugged in" in result.stderr
+    assert "once its worker opens the port again" in result.stderr
     assert "no worker serves it" not in result.stderr
     command_id = stack.request("GET", f"/commands?device={name}").body["items"][0]["id"]
     fleet.replug(name)

@@ -12,8 +12,9 @@ from hwq.cli.queued_reason import why_still_queued
     [
         ("offline", None, "is offline: no worker serves it", "once the device's worker starts"),
         ("port-missing", "no serial port for usb:0403:6001:A1: that USB adapter is not plugged "
-         "in", "is port-missing: its port is gone (no serial port for usb:0403:6001:A1",
-         "once the port is back"),
+         "in", "is port-missing: its port is gone or cannot be opened (no serial port for "
+         "usb:0403:6001:A1",
+         "once its worker opens the port again"),
         ("inactive", None, "is inactive: it was deactivated", "`hwq devices activate dmm`"),
         ("failed", "device worker exited with status 1; gave up\nlog line", "failed: its worker "
          "kept crashing (device worker exited with status 1; gave up)", "`hwq devices show dmm`"),
