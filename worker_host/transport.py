@@ -38,6 +38,8 @@ DEFAULT_BAUDRATE = 115200
 # an RFC 2217 negotiation), so read_some waits in slices of this fixed length and sets a
 # shorter timeout only for the last stretch before its deadline.
 READ_SLICE_S = 0.1
+# A reader's slice on a port whose read can be cancelled (pyserial's local ports).
+IDLE_READ_SLICE_S = 1.0
 
 
 # The ports present now, for looking up a `usb:` address.
@@ -123,7 +125,8 @@ class SerialTransport:
                 stopbits=self.line.stopbits,
                 rtscts=self.line.rtscts,
                 xonxoff=self.line.xonxoff,
-                timeout=READ_SLICE_S,
+                # The reader's slice from the start: a later change would reconfigure the port.
+                timeout=READ_SLICE_S if self.address.kind == "url" else IDLE_READ_SLICE_S,
                 exclusive=True,
             )
         except OPEN_ERRORS as e:
@@ -185,16 +188,28 @@ class SerialTransport:
 
     def read_slice(self) -> bytes:
         """Wait at most one read slice for at least one byte, leaving the port's timeout as it
-        is: a reader that reads all the time calls this, and never reconfigures the port."""
+        is: a reader that reads all the time calls this, and never reconfigures the port.
+
+        A port whose read `cancel_read` can cut short waits the long slice: an idle device's
+        reader then wakes once a second rather than ten times, and a close is not held up.
+        """
         port = self._ensure_open()
+        slice_s = IDLE_READ_SLICE_S if hasattr(port, "cancel_read") else READ_SLICE_S
         try:
-            if port.timeout != READ_SLICE_S:
-                port.timeout = READ_SLICE_S
+            if port.timeout != slice_s:
+                port.timeout = slice_s
             first: bytes = port.read(1)
             waiting = port.in_waiting if first else 0
             return first + port.read(waiting) if waiting else first
         except (serial.SerialException, OSError) as e:
-            self._fail(f"read from {self.url} failed (timeout {READ_SLICE_S:g} s)", e)
+            self._fail(f"read from {self.url} failed (timeout {slice_s:g} s)", e)
+
+    def cancel_read(self) -> None:
+        """End a read slice under way at once (it returns what it has, maybe nothing)."""
+        port = self._port
+        if port is not None and hasattr(port, "cancel_read"):
+            with contextlib.suppress(serial.SerialException, OSError):
+                port.cancel_read()
 
     def drain(self) -> bytes:
         """Return the bytes already waiting in the port, without blocking."""
