@@ -253,6 +253,6 @@ def _first_steps(names: list[str]) -> list[str]:
     if names:
         return [f"  hwq run {names[0]} '*IDN?'"]
     return [
-        "  hwq ports                                  # the serial ports this machine sees",
+        "  hwq ports                                    # the serial ports this machine sees",
         "  hwq devices add NAME --address /dev/ttyUSB0  # or usb:VID:PID[:SERIAL] from hwq ports",
     ]
