@@ -168,6 +168,8 @@ def run_up(
             "HWQ_HOME": str(settings.home),
             "HWQ_REDIS_URL": settings.broker_url,
             "HWQ_HOSTNAME": settings.hostname,
+            # The gateway's page links to the console on the API's port.
+            "HWQ_API_PORT": str(settings.api_port),
         }
         server_env = {**env, "HWQ_DATABASE_URL": settings.sqlalchemy_url}
         # Machines beside hardware hold only the broker URL, never database credentials.
