@@ -1,5 +1,6 @@
 """`hwq poll-device` as a real process serving a simulator on a pseudo-terminal, against real
-API processes: commands answered, timeouts, presence, an API restart, a clean stop."""
+API processes: commands answered, timeouts, presence, an API restart, an agent killed
+mid-command and started again, a clean stop."""
 
 from __future__ import annotations
 
@@ -26,10 +27,15 @@ def _agent_device(stack: Stack, name: str, *agent_args: str, **options: object) 
     assert reply.status == 201, reply.body
     token = stack.hwq("token", "create", "--role", "device", "--name", f"{name}-agent",
                       "--device", name).strip()  # fmt: skip
-    url = f"http://127.0.0.1:{stack.api_port}"
-    stack.spawn(f"agent-{name}", "poll-device", name, "--url", url, "--token", token,
-                "--port", str(link), "--wait", "5", *agent_args, with_database=False)  # fmt: skip
+    _start_agent(stack, name, "--token", token, *agent_args)
     stack.wait_for(lambda: stack.device(name)["online"], f"agent of {name}")
+
+
+def _start_agent(stack: Stack, name: str, *agent_args: str) -> None:
+    url = f"http://127.0.0.1:{stack.api_port}"
+    link = stack.home / "dev" / name
+    stack.spawn(f"agent-{name}", "poll-device", name, "--url", url, "--port", str(link),
+                "--wait", "5", *agent_args, with_database=False)  # fmt: skip
 
 
 def test_the_agent_answers_commands_and_times_out_slow_ones(stack: Stack, device_name: str) -> None:
@@ -94,6 +100,30 @@ def test_the_agent_survives_an_api_restart_and_runs_nothing_twice(
     lines = stack.sim_log(device_name).splitlines()
     for text in ("ECHO before", "ECHO again0", "ECHO again1", "ECHO again2"):
         assert sum(text in line for line in lines) == 1, lines
+
+
+def test_an_agent_killed_mid_command_and_started_again_does_not_run_it_again(
+    stack: Stack, device_name: str
+) -> None:
+    _agent_device(stack, device_name)
+    started = stack.processes[f"agent-{device_name}"].args
+    token = started[started.index("--token") + 1]
+    command_id = stack.submit(device_name, "SLEEP 3000", timeout_s=6)
+    stack.wait_for(lambda: "SLEEP 3000" in stack.sim_log(device_name), "the command on the port")
+    assert stack.request("GET", f"/commands/{command_id}").body["state"] == "dispatched"
+
+    stack.stop(f"agent-{device_name}", signal.SIGKILL)
+    _start_agent(stack, device_name, "--token", token)
+    # The command the killed agent had collected ends timed_out; it is not handed out again.
+    ended = stack.wait(command_id, seconds=60)
+    assert ended["state"] == "timed_out", ended
+    after = stack.wait(stack.submit(device_name, "ECHO after", timeout_s=10), seconds=60)
+    assert after["response"] == {"text": "after"}, after
+    lines = stack.sim_log(device_name).splitlines()
+    assert sum("SLEEP 3000" in line for line in lines) == 1, lines
+    # The started command was written down before it ran, where the agent finds it again.
+    journal = stack.home / f"poll-{device_name}.journal"
+    assert command_id in journal.read_text().split()
 
 
 def test_sigterm_stops_the_agent_cleanly(stack: Stack, device_name: str) -> None:
