@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -124,6 +125,38 @@ def test_an_agent_killed_mid_command_and_started_again_does_not_run_it_again(
     # The started command was written down before it ran, where the agent finds it again.
     journal = stack.home / f"poll-{device_name}.journal"
     assert command_id in journal.read_text().split()
+
+
+def _hwq_client(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**stack.env(), "HWQ_URL": stack.base.removesuffix("/api/v1"),
+           "HWQ_TOKEN": stack.admin_token}  # fmt: skip
+    return subprocess.run([sys.executable, "-m", "hwq.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def test_hwq_run_works_on_a_polled_device_as_on_a_serial_one(
+    stack: Stack, device_name: str
+) -> None:
+    _agent_device(stack, device_name)
+    done = _hwq_client(stack, "run", device_name, "ECHO from the command line")
+    assert (done.returncode, done.stdout) == (0, "from the command line\n"), done.stderr
+    checked = _hwq_client(stack, "run", device_name, "MEAS:VOLT?", "--analysis", "number",
+                          "--param", "max=-1000")  # fmt: skip
+    assert checked.returncode == 3, checked.stderr
+    assert "verdict" in checked.stderr.lower() or "fail" in checked.stderr.lower()
+    slow = _hwq_client(stack, "run", device_name, "SLEEP 3000", "--timeout", "1")
+    assert slow.returncode == 1
+    assert "ended timed_out" in slow.stderr, slow.stderr
+
+    # A polled device with no agent is named offline, and how it would be served is said.
+    idle = f"{device_name}i"
+    spec = {"name": idle, "transport": "http-poll"}
+    assert stack.request("POST", "/devices", body=spec).status == 201
+    queued = _hwq_client(stack, "run", idle, "*IDN?", "--wait", "2")
+    assert queued.returncode == 1
+    assert f"device {idle} is offline: no agent polls for it" in queued.stderr, queued.stderr
+    assert f"hwq poll-device {idle}" in queued.stderr
+    assert "still queued" in queued.stderr
 
 
 def test_sigterm_stops_the_agent_cleanly(stack: Stack, device_name: str) -> None:
