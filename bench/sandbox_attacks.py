@@ -69,7 +69,7 @@ def _escape_path() -> Path:
 
 
 def _nothing_written(path: Path) -> Callable[[Result], str | None]:
-    check = _raised("PermissionError", "another user (nobody): permission denied")
+    check = _raised("Read-only file system", "every mount read-only but its own folder")
 
     def written_nowhere(result: Result) -> str | None:
         return None if path.exists() else check(result)
