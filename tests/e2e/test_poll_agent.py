@@ -10,8 +10,10 @@ import sys
 import time
 
 import pytest
+import redis
 
 from bench.local_stack import Stack
+from hwq.poll_agent import STARTED_BEFORE_ERROR
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -125,6 +127,35 @@ def test_an_agent_killed_mid_command_and_started_again_does_not_run_it_again(
     # The started command was written down before it ran, where the agent finds it again.
     journal = stack.home / f"poll-{device_name}.journal"
     assert command_id in journal.read_text().split()
+
+
+def test_a_command_handed_back_after_the_server_lost_it_is_not_run_again(
+    stack: Stack, device_name: str
+) -> None:
+    _agent_device(stack, device_name)
+    started = stack.processes[f"agent-{device_name}"].args
+    token = started[started.index("--token") + 1]
+    # Idempotent: once its live state is gone, the server restores it from the ledger and
+    # queues it again, so the device is handed a command it has started before.
+    command_id = stack.submit(device_name, "SLEEP 3000", timeout_s=120, idempotent=True)
+    stack.wait_for(lambda: "SLEEP 3000" in stack.sim_log(device_name), "the command on the port")
+    stack.stop(f"agent-{device_name}", signal.SIGKILL)
+    time.sleep(2)  # the recorder copies the dispatch to the ledger
+    client = redis.Redis.from_url(stack.redis_url)
+    try:
+        assert client.delete(f"{stack.key_prefix}:cmd:{command_id}") == 1
+    finally:
+        client.close()
+    _start_agent(stack, device_name, "--token", token)
+
+    # The reaper restores it once it is older than its grace, and the agent refuses it.
+    ended = stack.wait(command_id, seconds=120)
+    assert ended["state"] == "failed", ended
+    assert STARTED_BEFORE_ERROR in ended["error"], ended
+    events = stack.request("GET", f"/commands/{command_id}/events").body["items"]
+    assert any("restored from the ledger" in (e["detail"] or "") for e in events), events
+    lines = stack.sim_log(device_name).splitlines()
+    assert sum("SLEEP 3000" in line for line in lines) == 1, lines
 
 
 def _hwq_client(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
