@@ -219,11 +219,15 @@ def _report_run(
         click.echo(
             f"command {command_id} ended {state}" + (f": {error}" if error else ""), err=True
         )
-    elif state == State.QUEUED and not _device_online(client, command["device"]):
+    elif state == State.QUEUED and (offline := _offline_device(client, command["device"])):
+        name = offline["name"]
+        if offline.get("transport") == "http-poll":
+            why, until = f"no agent polls for it (`hwq poll-device {name}`)", "the device polls"
+        else:
+            why, until = "no worker serves it", "the device's worker starts"
         click.echo(
-            f"device {command['device']} is offline: no worker serves it, so command "
-            f"{command_id} is still queued after {wait_s:g} s. It runs once the device's worker "
-            f"starts; `hwq commands cancel {command_id}` drops it",
+            f"device {name} is offline: {why}, so command {command_id} is still queued after "
+            f"{wait_s:g} s. It runs once {until}; `hwq commands cancel {command_id}` drops it",
             err=True,
         )
     else:
@@ -235,12 +239,14 @@ def _report_run(
     click.get_current_context().exit(1)
 
 
-def _device_online(client: ApiClient, name: str) -> bool:
-    """Whether the device's worker is up; True when the API cannot say, so no false alarm."""
+def _offline_device(client: ApiClient, name: str) -> dict[str, Any] | None:
+    """The device if nothing serves it (no worker up, no agent polling); None when it is
+    served or the API cannot say, so no false alarm."""
     try:
-        return bool(client.get_device(name).get("online", True))
+        device = client.get_device(name)
     except ApiError:
-        return True
+        return None
+    return None if device.get("online", True) else {"name": name, **device}
 
 
 def _note_analysis(command: dict[str, Any]) -> None:
