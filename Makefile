@@ -49,7 +49,7 @@ lint: $(VENV)/.installed-dev
 
 # pytest's own exit code is the result (5, "no tests collected", fails the run too).
 test: lint
-	$(VPY) -m pytest -q -p no:cacheprovider
+	$(VPY) -m pytest -q -p no:cacheprovider --durations=25
 
 bench: $(VENV)/.installed-dev
 	$(VPY) -m bench

@@ -6,15 +6,16 @@ import os
 import secrets
 import signal
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
+import httpx
+
 from config import Settings, load_settings
 from config.logging import configure_logging
 from config.settings import masked_url
+from hwq.client import Client, HwqClientError
 from hwq.embedded_redis import EmbeddedRedis
 from hwq.launcher import Supervisor
 from hwq.running_system import api_url, remove_record, write_record
@@ -28,6 +29,8 @@ from tasks.service import HwqService
 READY_TIMEOUT_S = 90.0
 # How long a simulator gets to create its pseudo-terminal link.
 SIM_READY_TIMEOUT_S = 15.0
+# How long one readiness probe may take.
+PROBE_TIMEOUT_S = 2.0
 FLOWER_USER = "admin"
 
 
@@ -101,22 +104,26 @@ def _wait_until(check: object, timeout_s: float, what: str) -> None:
 
 
 def _listening(port: int) -> bool:
-    """Whether something answers HTTP on the port (any status: Flower answers 401)."""
+    """Whether something answers HTTP on the port (any status: Flower answers 401).
+
+    httpx, the transport under `hwq.client`: the gateway and Flower are not the hwq API, so
+    the client's routes do not reach them.
+    """
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthcheck", timeout=2):
-            return True
-    except urllib.error.HTTPError:
-        return True
-    except OSError:
+        httpx.get(f"http://127.0.0.1:{port}/healthcheck", timeout=PROBE_TIMEOUT_S)
+    except httpx.HTTPError:
         return False
+    return True
 
 
 def _api_healthy(port: int) -> bool:
+    """Whether the API answers its health report with 200 (a 503 report raises Unavailable)."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=2) as reply:
-            return bool(reply.status == 200)
-    except OSError:
+        with Client(f"http://127.0.0.1:{port}", None, timeout=PROBE_TIMEOUT_S) as client:
+            client.health()
+    except HwqClientError:
         return False
+    return True
 
 
 def run_up(
@@ -161,6 +168,8 @@ def run_up(
             "HWQ_HOME": str(settings.home),
             "HWQ_REDIS_URL": settings.broker_url,
             "HWQ_HOSTNAME": settings.hostname,
+            # The gateway's page links to the console on the API's port.
+            "HWQ_API_PORT": str(settings.api_port),
         }
         server_env = {**env, "HWQ_DATABASE_URL": settings.sqlalchemy_url}
         # Machines beside hardware hold only the broker URL, never database credentials.
@@ -185,7 +194,8 @@ def run_up(
             {**device_env, "HWQ_ALLOW_PYTHON": "true"},
         )
         supervisor.start(
-            "api", ["api", "--host", settings.api_host, "--port", str(settings.api_port)],
+            "api",
+            ["api", "--host", settings.api_host, "--port", str(settings.api_port)],
             server_env,
         )
         supervisor.start(
@@ -203,9 +213,7 @@ def run_up(
             lambda: stopping or _listening(settings.gateway_port), READY_TIMEOUT_S, "gateway"
         )
         # Flower records only events it sees, so the banner waits until it listens.
-        _wait_until(
-            lambda: stopping or _listening(settings.flower_port), READY_TIMEOUT_S, "Flower"
-        )
+        _wait_until(lambda: stopping or _listening(settings.flower_port), READY_TIMEOUT_S, "Flower")
         if not stopping:
             record = write_record(settings.home, api_url(settings.api_host, settings.api_port))
             _banner(settings, token, flower_auth, names, say)

@@ -18,8 +18,11 @@ import urllib.request
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
+
+if TYPE_CHECKING:
+    from hwq.poll_journal import StartedJournal
 
 log = logging.getLogger("hwq.poll_agent")
 
@@ -36,6 +39,11 @@ MAX_REMEMBERED_REPLIES = 1000
 # Statuses that end a reply's posting for good: taken, or refused for a reason a retry
 # cannot change (bad reply, not this device's, unknown or finished command).
 FINAL_POST_STATUSES = frozenset({200, 403, 404, 409, 422})
+# The reply to a command this agent started before it was restarted, handed to it again.
+STARTED_BEFORE_ERROR = (
+    "this device started the command before its agent restarted; the outcome is unknown, "
+    "so it is not run again"
+)
 API_PATH = "/api/v1"
 
 
@@ -109,13 +117,16 @@ class PollAgent:
         api: ApiConnection,
         run_command: Runner,
         wait_s: float = DEFAULT_WAIT_S,
+        journal: StartedJournal | None = None,
     ) -> None:
         """`run_command(command)`: the reply's fields, or None to send none (the command then
-        ends timed_out on the server, as a device that did not answer in time)."""
+        ends timed_out on the server, as a device that did not answer in time). `journal`:
+        where started commands are written down, so a restarted agent knows them too."""
         self.device = device
         self.api = api
         self.run_command = run_command
         self.wait_s = wait_s
+        self.journal = journal
         self.stop = threading.Event()
         self._backoff_s = BACKOFF_FIRST_S
         self._replies: OrderedDict[str, dict[str, Any] | None] = OrderedDict()
@@ -165,13 +176,29 @@ class PollAgent:
             log.warning("command seen before; its reply is posted again", extra=context)
             reply = self._replies[command_id]
         else:
-            log.info("running", extra={**context, "kind": command.get("kind")})
-            reply = self.run_command(command)
+            reply = self._run_once(command, context)
             self._remember(command_id, reply)
         if reply is None:
             log.info("no reply to send; the command times out", extra=context)
             return
         self._post(command_id, reply, context)
+
+    def _run_once(self, command: dict[str, Any], context: dict[str, str]) -> dict[str, Any] | None:
+        """Run a command not seen since this agent started, unless its journal shows that an
+        earlier run of the agent started it; it is written down before it runs."""
+        command_id = context["command_id"]
+        if self.journal is not None:
+            if command_id in self.journal:
+                log.warning("command started before a restart; not run again", extra=context)
+                return {"error": STARTED_BEFORE_ERROR}
+            try:
+                self.journal.record(command_id)
+            except OSError as e:
+                # Unrecorded, a restart could run it twice: refused rather than risked.
+                log.error("journal not written", extra={**context, "error": str(e)})
+                return {"error": f"the device cannot record that it started the command: {e}"}
+        log.info("running", extra={**context, "kind": command.get("kind")})
+        return self.run_command(command)
 
     def _remember(self, command_id: str, reply: dict[str, Any] | None) -> None:
         self._replies[command_id] = reply

@@ -431,6 +431,9 @@ class LiveStore:
             f"{base}:presence",
             f"{base}:error",
             f"{base}:restarts",
+            # The legacy protocol's current command (LegacyProtocol.current_key): a device made
+            # anew under this name starts with none.
+            f"{base}:legacy",
             self.stream_key(device),
             *(self.device_set_key(device, which) for which in ("queued", "inflight", "responded")),
         )

@@ -11,7 +11,7 @@ line as `hwq-sandbox: …` only when something was, and the parent strips that l
   the program has no network, sees no other process and cannot signal its worker;
 - private empty file systems over the paths it must not read (the host's home folder, /etc,
   /root, /home, /tmp, …), the interpreter's own folder bound back in so imports still work,
-  and a size-capped tmpfs as its working folder;
+  every mount made read-only, and a size-capped tmpfs as its working folder;
 - another user (`nobody`) when started as root, so its process count is limited and the
   worker's files stay the worker's;
 - resource limits: address space, CPU seconds, file size, processes, open files, no core.
@@ -43,6 +43,11 @@ MS_MOVE = 8192
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
 PR_SET_PDEATHSIG = 1
+# mount_setattr(2) (Linux 5.12+): the same number on every architecture.
+SYS_MOUNT_SETATTR = 442
+AT_FDCWD = -100
+AT_RECURSIVE = 0x8000
+MOUNT_ATTR_RDONLY = 0x1
 # Where the program works and what HOME and TMPDIR name, inside its own mount namespace.
 PROGRAM_DIR = "/tmp/program"
 # Longest reply line the parent may send on the device channel (a read of at most 1 MiB).
@@ -127,6 +132,7 @@ class Confinement:
             for stage, keep in staged:
                 os.makedirs(keep, exist_ok=True)
                 _mount(stage, keep, None, MS_MOVE)
+            self.read_only_tree()
             _mount(
                 "tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={workdir_bytes},mode=1777"
             )
@@ -135,6 +141,19 @@ class Confinement:
             self.refused.append(f"private file system ({e.strerror})")
             return
         self.mounted = True
+
+    def read_only_tree(self) -> None:
+        """Every mount the program sees made read-only, so it writes nowhere but its own
+        folder (mounted after this), whatever a path's owner: a worker that is not root
+        confines its programs as its own user, who may own much of the tree."""
+        attr = (ctypes.c_uint64 * 4)(MOUNT_ATTR_RDONLY, 0, 0, 0)
+        result = _libc.syscall(
+            ctypes.c_long(SYS_MOUNT_SETATTR), ctypes.c_int(AT_FDCWD), b"/",
+            ctypes.c_uint(AT_RECURSIVE), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)),
+        )  # fmt: skip
+        if result != 0:
+            err = ctypes.get_errno()
+            self.refused.append(f"read-only file system ({os.strerror(err)})")
 
     def mount_proc(self) -> None:
         """A /proc of the new PID namespace: the program sees its own processes only."""

@@ -12,6 +12,7 @@ from typing import Any
 
 import socketio
 
+from api.gateway.console_link import console_redirect
 from api.gateway.events import GatewayEvents
 from api.gateway.host_ports import HostPorts
 from api.gateway.rx_fanout import RxFanout
@@ -54,4 +55,9 @@ def create_gateway(settings: Settings, service: HwqService | None = None) -> Any
             "content_type": "text/plain",
         },
     }
-    return socketio.ASGIApp(sio, static_files=static_files, on_shutdown=fanout.stop)
+    return socketio.ASGIApp(
+        sio,
+        other_asgi_app=console_redirect(settings.api_port),
+        static_files=static_files,
+        on_shutdown=fanout.stop,
+    )

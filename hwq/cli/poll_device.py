@@ -7,6 +7,7 @@ runs on a small board that has none of the server's dependencies.
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 from types import FrameType
 
 import click
@@ -57,6 +58,14 @@ class _Stopping(Exception):
     show_default=True,
     help="Seconds each poll may be held by the API.",
 )
+@click.option(
+    "--journal",
+    "journal_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File of the commands started, so a restarted agent never runs one twice "
+    "[default: $HWQ_HOME/poll-NAME.journal, else ~/.local/state/hwq/poll-NAME.journal].",
+)
 @click.option("--json-logs", is_flag=True, help="Log JSON lines instead of key=value.")
 def poll_device(
     name: str,
@@ -68,16 +77,19 @@ def poll_device(
     line_ending: str,
     allow_python: bool,
     wait_s: float,
+    journal_path: Path | None,
     json_logs: bool,
 ) -> None:
     """Take NAME's commands from the API by polling, run them, and post the replies."""
     from hwq.poll_agent import ApiConnection, PollAgent
+    from hwq.poll_journal import StartedJournal, default_journal_path
     from hwq.poll_runner import CommandRunner
 
     configure_logging("INFO", json_logs, role="poll-device", device=name)
     endings = {"lf": "\n", "crlf": "\r\n", "cr": "\r"}
     runner = CommandRunner(serial_url, baudrate, codec, endings[line_ending], allow_python)
-    agent = PollAgent(name, ApiConnection(url, token), runner, wait_s)
+    journal = StartedJournal(journal_path or default_journal_path(name))
+    agent = PollAgent(name, ApiConnection(url, token), runner, wait_s, journal)
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         agent.stop.set()

@@ -31,8 +31,12 @@ def why_still_queued(device: dict[str, Any], command_id: str, wait_s: float) -> 
             f"`hwq devices activate {name}` or change its settings)"
         )
     elif presence == "offline" or (presence is None and device.get("online") is False):
-        cause = f"device {name} is offline: no worker serves it"
-        ends = "once the device's worker starts"
+        if device.get("transport") == "http-poll":
+            cause = f"device {name} is offline: no agent polls for it (`hwq poll-device {name}`)"
+            ends = "once the device polls"
+        else:
+            cause = f"device {name} is offline: no worker serves it"
+            ends = "once the device's worker starts"
     else:
         return None
     return (

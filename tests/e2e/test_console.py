@@ -305,7 +305,7 @@ def test_an_admin_deactivates_and_activates_a_device(
     row.get_by_role("button", name="Deactivate").click()
     expect(row.locator("[data-presence]")).to_have_attribute("data-presence", "inactive")
     assert stack.device(device_name)["active"] is False
-    row.get_by_role("button", name="Activate", exact=True).click()
+    row.get_by_role("button", name=f"Activate {device_name}", exact=True).click()
     expect(row.locator("[data-presence]")).not_to_have_attribute("data-presence", "inactive")
     assert stack.device(device_name)["active"] is True
 

@@ -19,6 +19,8 @@ import socketio
 from bench.local_stack import Stack
 from hwq.embedded_redis import free_port
 
+from socketio_clients import client as in_order_client
+
 GATEWAY_EVENTS = (
     "list-devices",
     "list-connections",
@@ -52,7 +54,7 @@ class Gateway:
         return self.stack.hwq("token", "create", "--role", role, "--name", name).strip()
 
     def client(self, token: str | None, **connect: Any) -> socketio.Client:
-        client = socketio.Client(reconnection=False)
+        client = in_order_client(reconnection=False)
         auth = None if token is None else {"token": token}
         client.connect(self.url, auth=auth, transports=["websocket"], wait_timeout=20, **connect)
         return client
@@ -146,7 +148,7 @@ def test_no_token_or_a_bad_token_is_no_connection(gateway: Gateway) -> None:
 
 def test_a_token_in_the_query_string_connects(gateway: Gateway) -> None:
     token = gateway.token("viewer", "gw-query")
-    client = socketio.Client(reconnection=False)
+    client = in_order_client(reconnection=False)
     client.connect(f"{gateway.url}?token={token}", transports=["websocket"], wait_timeout=20)
     try:
         assert call(client, "list-connections")["ok"]

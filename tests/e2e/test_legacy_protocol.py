@@ -11,6 +11,7 @@ import urllib.request
 from typing import Any
 
 import pytest
+import redis
 
 from bench.local_stack import Stack
 
@@ -124,6 +125,45 @@ def test_the_ancestors_cycle(stack: Stack, device_name: str) -> None:
     logs = stack.log("api")
     assert "/legacy" in logs
     assert board_token not in logs and operator not in logs
+
+
+def _full_cycle(server: AncestorClient, board: AncestorClient, program: str) -> None:
+    assert server.post("hw_command_request", hw_comm=program)[0] == 200
+    assert board.post("hw_command_retrieval")[0] == 200
+    assert board.post("hw_response_provide", hw_resp="2")[0] == 200
+    assert server.post("server_analysis_provide", server_anal="ok")[0] == 200
+
+
+def test_a_device_removed_or_renamed_leaves_no_legacy_command_behind(
+    stack: Stack, device_name: str
+) -> None:
+    operator = stack.hwq("token", "create", "--role", "operator", "--name", "teacher").strip()
+    server = AncestorClient(stack, operator, device_name)
+    renamed = f"{device_name}r"
+    client = redis.Redis.from_url(stack.redis_url)
+    legacy_key = f"{stack.key_prefix}:device:{{}}:legacy"
+    try:
+        for leave in ("remove", "rename"):
+            board = AncestorClient(stack, _legacy_device(stack, device_name), device_name)
+            _full_cycle(server, board, f"print('{leave}')")
+            assert server.status()[1]["hw_command"] == f"print('{leave}')"
+            if leave == "remove":
+                reply = stack.request("DELETE", f"/devices/{device_name}")
+            else:
+                reply = stack.request("PATCH", f"/devices/{device_name}", body={"name": renamed})
+            assert reply.status in (200, 204), reply.body
+            assert client.exists(legacy_key.format(device_name)) == 0
+            if leave == "rename":
+                assert AncestorClient(stack, operator, renamed).status()[1]["hw_command"] is None
+                assert stack.request("DELETE", f"/devices/{renamed}").status == 204
+            # A new device of the old name starts at rest, with no command of the old one's.
+            _legacy_device(stack, device_name)
+            status, fresh = server.status()
+            assert status == 200, fresh
+            assert (fresh["state"], fresh["hw_command"], fresh["hw_response"]) == (0, None, None)
+            assert stack.request("DELETE", f"/devices/{device_name}").status == 204
+    finally:
+        client.close()
 
 
 def test_legacy_refusals(stack: Stack, device_name: str) -> None:

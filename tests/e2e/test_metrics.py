@@ -3,8 +3,11 @@ and the same figures from a second API process on the same Redis."""
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -122,3 +125,73 @@ def test_metrics_are_off_unless_asked_for(stack: Stack) -> None:
     finally:
         stack.stop("api-plain")
     assert http("GET", f"http://127.0.0.1:{stack.api_port}/api/v1/metrics").status == 200
+
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "examples" / "grafana" / "hwq-dashboard.json"
+
+
+def _dashboard_queries(node: object) -> Iterator[str]:
+    """Every PromQL expression in the dashboard's panels."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "expr" and isinstance(value, str):
+                yield value
+            else:
+                yield from _dashboard_queries(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _dashboard_queries(item)
+
+
+def test_the_dashboard_queries_only_metrics_a_scrape_has(stack: Stack, device_name: str) -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    queries = list(_dashboard_queries(dashboard))
+    used = {name for query in queries for name in re.findall(r"\bhwq_[a-z_]+\b", query)}
+    assert used, "the dashboard queries no hwq metric"
+
+    device = f"{device_name}-dash"
+    stack.add_sim_device(device)
+    with Client(stack.base, stack.admin_token) as hwq:
+        assert hwq.run(device, "*IDN?").state == "done"
+    # The restart counter appears for devices whose host agent counts crashes.
+    client = redis.Redis.from_url(stack.redis_url)
+    client.set(f"{stack.key_prefix}:device:{device}:restarts", 0)
+    client.close()
+
+    scraped = {name for name, _labels in _scrape(stack.api_port)}
+    assert used - scraped == set(), f"the dashboard queries metrics no scrape has: {queries}"
+
+
+def test_the_latency_histogram_is_a_prometheus_histogram(stack: Stack, device_name: str) -> None:
+    device = f"{device_name}-hist"
+    stack.add_sim_device(device)
+    with Client(stack.base, stack.admin_token) as hwq:
+        assert hwq.run(device, "*IDN?").state == "done"
+    deadline = time.monotonic() + SETTLE_S
+    while _scrape(stack.api_port)[("hwq_command_done_seconds_count", ())] < 1:
+        assert time.monotonic() < deadline, "the recorder did not count the command"
+        time.sleep(0.5)
+
+    body = http("GET", f"http://127.0.0.1:{stack.api_port}/metrics").body
+    text = body if isinstance(body, str) else body.decode()
+    (family,) = [
+        f for f in text_string_to_metric_families(text) if f.name == "hwq_command_done_seconds"
+    ]
+    assert family.type == "histogram"
+    buckets = [(s.labels["le"], s.value) for s in family.samples if s.name.endswith("_bucket")]
+    bounds = [float(le) for le, _count in buckets]
+    counts = [count for _le, count in buckets]
+    assert bounds == sorted(bounds) and bounds[-1] == float("inf")
+    assert counts == sorted(counts), f"buckets are not cumulative: {buckets}"
+    by_name = {s.name: s.value for s in family.samples if not s.name.endswith("_bucket")}
+    assert by_name["hwq_command_done_seconds_count"] == counts[-1] >= 1
+    assert by_name["hwq_command_done_seconds_sum"] > 0
+
+    # A second API process reads the same histogram from Redis.
+    second = _start_api(stack, "api-histogram", "true")
+    try:
+        first, other = _scrape(stack.api_port), _scrape(second)
+    finally:
+        stack.stop("api-histogram")
+    histogram = {k: v for k, v in first.items() if k[0].startswith("hwq_command_done_seconds")}
+    assert histogram == {k: other[k] for k in histogram}

@@ -14,10 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import socketio
 
 from bench.harness_http import http
 from hwq.embedded_redis import free_port
+
+from socketio_clients import client as in_order_client
 
 HOSTNAME = "uphost"
 
@@ -154,7 +155,7 @@ def test_up_serves_two_instruments_flower_and_keeps_history(up: Up) -> None:
     assert login.split(":", 1)[1] not in json.dumps(listing.body)
 
     # The Socket.IO gateway answers with the same admin token and lists both instruments.
-    gateway = socketio.Client(reconnection=False)
+    gateway = in_order_client(reconnection=False)
     gateway.connect(f"http://127.0.0.1:{up.gateway_port}", auth={"token": up.token},
                     transports=["websocket"], wait_timeout=20)  # fmt: skip
     try:

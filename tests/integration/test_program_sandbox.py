@@ -168,6 +168,40 @@ def test_the_hwq_home_its_database_and_tokens_are_not_visible(hwq_home: Path) ->
     assert result["stdout"] == "[]\n", result
 
 
+@pytest.fixture
+def program_users_folder() -> Iterator[Path]:
+    """A folder outside the program's own that the program's user owns (the worker's own
+    files, for a worker that is not root)."""
+    folder = Path(tempfile.mkdtemp(prefix="program-owned-", dir=REPO))
+    user = pwd.getpwnam("nobody")
+    if os.getuid() == 0:
+        os.chown(folder, user.pw_uid, user.pw_gid)
+    yield folder
+    shutil.rmtree(folder)
+
+
+@needs_namespaces
+def test_nothing_outside_its_own_folder_is_writable_even_what_its_user_owns(
+    program_users_folder: Path,
+) -> None:
+    result = _run(
+        f"""
+        for path in ({str(program_users_folder / "escaped.txt")!r}, 'mine.txt', '/dev/null'):
+            try:
+                open(path, 'w').write('x')
+                print(path, 'written')
+            except OSError as e:
+                print(path, e.strerror)
+        """
+    )
+    assert str(result["stdout"]).splitlines() == [
+        f"{program_users_folder / 'escaped.txt'} Read-only file system",
+        "mine.txt written",
+        "/dev/null written",
+    ], result
+    assert list(program_users_folder.iterdir()) == []
+
+
 @needs_namespaces
 def test_a_socket_cannot_reach_anything() -> None:
     result = _run(

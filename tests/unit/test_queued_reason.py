@@ -37,3 +37,13 @@ def test_each_presence_names_what_ends_the_wait(
 
 def test_an_online_device_gives_no_reason() -> None:
     assert why_still_queued({"name": "dmm", "presence": "online", "online": True}, "c1", 3) is None
+
+
+def test_an_offline_polling_device_is_waiting_for_its_agent() -> None:
+    device = {"name": "board", "transport": "http-poll", "presence": "offline", "online": False}
+
+    message = why_still_queued(device, "c1", 3)
+
+    assert message is not None
+    assert message.startswith("device board is offline: no agent polls for it (`hwq poll-device")
+    assert "It runs once the device polls" in message

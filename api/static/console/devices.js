@@ -67,8 +67,9 @@ export function showDevices(view) {
       h("th", { scope: "row" }, h("a", { href: `#/device/${enc(device.name)}` }, device.name)),
       cells.presence, cells.codec, cells.host, cells.state, cells.queued, cells.seen,
       admin ? h("td", {},
-        h("button", { type: "button", class: "activate", onclick: () => connection(device.name, "activate") }, "Activate"), " ",
-        h("button", { type: "button", class: "deactivate", onclick: () => connection(device.name, "deactivate") }, "Deactivate"),
+        // Each button names its device, for a screen reader moving from button to button.
+        h("button", { type: "button", class: "activate", "aria-label": `Activate ${device.name}`, onclick: () => connection(device.name, "activate") }, "Activate"), " ",
+        h("button", { type: "button", class: "deactivate", "aria-label": `Deactivate ${device.name}`, onclick: () => connection(device.name, "deactivate") }, "Deactivate"),
       ) : null);
     return { tr, cells };
   }

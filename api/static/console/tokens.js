@@ -2,8 +2,14 @@
 // is printed once; the page composes that command.
 import { enc, get, request } from "./api.js";
 import { field, h, problemText, replace, when } from "./dom.js";
+import { may } from "./session.js";
 
 export async function showTokens(view) {
+  // The page is not linked for other roles; one who types its address is told, not offered it.
+  if (!may("admin")) {
+    replace(view, h("h2", {}, "Tokens"), h("p", { class: "muted", id: "tokens-admin-only" }, "Only an admin may list and revoke tokens."));
+    return;
+  }
   const body = h("tbody");
   const status = h("p", { class: "error", role: "alert" });
   const role = h("select", { name: "role" }, ["viewer", "operator", "admin", "device"].map((r) => h("option", { value: r }, r)));
@@ -21,7 +27,7 @@ export async function showTokens(view) {
   async function load() {
     const { items } = await get("/tokens");
     replace(body, items.map((t) => {
-      const revoke = h("button", { type: "button", class: "revoke", "data-token": t.id }, "Revoke");
+      const revoke = h("button", { type: "button", class: "revoke", "data-token": t.id, "aria-label": `Revoke ${t.name}` }, "Revoke");
       revoke.addEventListener("click", async () => {
         if (!window.confirm(`Revoke the token ${t.name} (${t.role})? Anyone using it is refused at once.`)) return;
         try {
