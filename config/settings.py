@@ -96,7 +96,7 @@ class Settings:
     program_hidden_paths: str = ""
     log_level: str = "INFO"
     log_json: bool = False
-    # Each process keeps its threads on one CPU (hwq/cpu_placement.py). Off by default:
+    # Each process keeps its threads on one CPU (worker_host/cpu_placement.py). Off by default:
     # under a CPU quota, or with several hwq installs on one machine, every central process
     # would share one core. A tuning knob for a machine that runs hwq alone.
     pin_cpu: bool = False

@@ -250,7 +250,17 @@ def _banner(
         "Try:",
         f"  export HWQ_URL=http://{host}:{settings.api_port} HWQ_TOKEN=$(cat "
         f"{settings.home / 'admin.token'})",
-        "  hwq run sim0 '*IDN?'",
+        *_first_steps(names),
         "Press Ctrl-C to stop everything.",
     ]
     say("\n".join(lines))
+
+
+def _first_steps(names: list[str]) -> list[str]:
+    """What to try first: a simulated device's name, else finding a port and adding it."""
+    if names:
+        return [f"  hwq run {names[0]} '*IDN?'"]
+    return [
+        "  hwq ports                                    # the serial ports this machine sees",
+        "  hwq devices add NAME --address /dev/ttyUSB0  # or usb:VID:PID[:SERIAL] from hwq ports",
+    ]

@@ -187,7 +187,7 @@ def _confine_child() -> None:
         os.nice(CHILD_NICENESS)
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_AS, (CHILD_MEMORY_BYTES, CHILD_MEMORY_BYTES))
-    # The worker keeps to one CPU (hwq/cpu_placement.py); an analysis may use any.
+    # The worker keeps to one CPU (worker_host/cpu_placement.py); an analysis may use any.
     with contextlib.suppress(OSError, AttributeError):
         os.sched_setaffinity(0, range(os.cpu_count() or 1))
 

@@ -165,7 +165,10 @@ class HostAgent:
                                                                   "error": str(e)})  # fmt: skip
             self.supervisor.supervise()
             return
-        self.supervisor.reconcile({name: w.digest for name, w in self.wanted.items()})
+        self.supervisor.reconcile(
+            {name: w.digest for name, w in self.wanted.items()},
+            {name: str(w.config.get("address") or "") for name, w in self.wanted.items()},
+        )
 
     def _read_wanted(self) -> dict[str, WantedDevice]:
         names = sorted(self.presence.host_devices(self.name))

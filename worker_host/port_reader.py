@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from tasks.errors import DeviceError
-from worker_host.transport import READ_SLICE_S, Transport
+from worker_host.transport import IDLE_READ_SLICE_S, READ_SLICE_S, Transport
 
 log = logging.getLogger("hwq.device")
 
@@ -92,6 +92,10 @@ class PortReader:
 
     def close(self) -> None:
         """Close the port; the reader waits until it is opened again."""
+        # The reader holds the lock for a read slice: cut it short rather than wait it out.
+        cancel = getattr(self.transport, "cancel_read", None)
+        if callable(cancel):
+            cancel()
         with self._port_lock:
             was_open = self.transport.is_open
             self.transport.close()
@@ -149,7 +153,7 @@ class PortReader:
         self.close()
         with self._ready:
             self._ready.notify_all()
-        self._thread.join(READ_SLICE_S * 5)
+        self._thread.join(IDLE_READ_SLICE_S * 5)
 
     # the reader thread --------------------------------------------------------------------
     def _raise_if_failed(self) -> None:

@@ -54,13 +54,22 @@ class PortWatch:
         except redis.RedisError:
             log.warning("could not mark device offline", extra={"device": self.runtime.device})
 
+    def _probe(self) -> str | None:
+        """Why the port is not usable now, or None. Never raises: were this thread to end,
+        the presence would lapse to offline and the command thread would wait for good."""
+        try:
+            problem = self.runtime.probe_port()
+        except Exception as e:
+            log.exception("port probe failed", extra={"device": self.runtime.device})
+            return f"cannot open serial port: {e!r}"
+        return None if problem is None else str(problem)
+
     def _run(self) -> None:
         device = self.runtime.device
         written: str | None = "never written"
         written_at = 0.0
         while not self._stopping.is_set():
-            problem = self.runtime.probe_port()
-            error = None if problem is None else str(problem)
+            error = self._probe()
             if error is None:
                 self.ready.set()
             else:

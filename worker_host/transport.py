@@ -22,11 +22,24 @@ from tasks.device_options import SerialLine
 from tasks.errors import DeviceError
 from worker_host.port_address import PortAddress
 
+try:
+    import termios
+except ImportError:  # not a POSIX system: pyserial's own port code does not use it either
+    termios = None  # type: ignore[assignment]
+
+# What opening a port may raise. pyserial lets termios.error through when the terminal
+# refuses its settings, as a port whose previous holder is still letting go can.
+OPEN_ERRORS: tuple[type[BaseException], ...] = (serial.SerialException, OSError, ValueError) + (
+    (termios.error,) if termios is not None else ()
+)
+
 DEFAULT_BAUDRATE = 115200
 # Longest single blocking read. Changing a port's timeout reconfigures it (a termios call,
 # an RFC 2217 negotiation), so read_some waits in slices of this fixed length and sets a
 # shorter timeout only for the last stretch before its deadline.
 READ_SLICE_S = 0.1
+# A reader's slice on a port whose read can be cancelled (pyserial's local ports).
+IDLE_READ_SLICE_S = 1.0
 
 
 # The ports present now, for looking up a `usb:` address.
@@ -112,10 +125,11 @@ class SerialTransport:
                 stopbits=self.line.stopbits,
                 rtscts=self.line.rtscts,
                 xonxoff=self.line.xonxoff,
-                timeout=READ_SLICE_S,
+                # The reader's slice from the start: a later change would reconfigure the port.
+                timeout=READ_SLICE_S if self.address.kind == "url" else IDLE_READ_SLICE_S,
                 exclusive=True,
             )
-        except (serial.SerialException, OSError, ValueError) as e:
+        except OPEN_ERRORS as e:
             self._port = None
             raise DeviceError(f"cannot open serial port {self.url}: {e}") from e
         self.opened_path = None if self.address.kind == "url" else os.path.realpath(url)
@@ -174,16 +188,28 @@ class SerialTransport:
 
     def read_slice(self) -> bytes:
         """Wait at most one read slice for at least one byte, leaving the port's timeout as it
-        is: a reader that reads all the time calls this, and never reconfigures the port."""
+        is: a reader that reads all the time calls this, and never reconfigures the port.
+
+        A port whose read `cancel_read` can cut short waits the long slice: an idle device's
+        reader then wakes once a second rather than ten times, and a close is not held up.
+        """
         port = self._ensure_open()
+        slice_s = IDLE_READ_SLICE_S if hasattr(port, "cancel_read") else READ_SLICE_S
         try:
-            if port.timeout != READ_SLICE_S:
-                port.timeout = READ_SLICE_S
+            if port.timeout != slice_s:
+                port.timeout = slice_s
             first: bytes = port.read(1)
             waiting = port.in_waiting if first else 0
             return first + port.read(waiting) if waiting else first
         except (serial.SerialException, OSError) as e:
-            self._fail(f"read from {self.url} failed (timeout {READ_SLICE_S:g} s)", e)
+            self._fail(f"read from {self.url} failed (timeout {slice_s:g} s)", e)
+
+    def cancel_read(self) -> None:
+        """End a read slice under way at once (it returns what it has, maybe nothing)."""
+        port = self._port
+        if port is not None and hasattr(port, "cancel_read"):
+            with contextlib.suppress(serial.SerialException, OSError):
+                port.cancel_read()
 
     def drain(self) -> bytes:
         """Return the bytes already waiting in the port, without blocking."""

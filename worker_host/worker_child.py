@@ -22,6 +22,7 @@ from serial.tools.list_ports_common import ListPortInfo
 from config import Settings
 from config.logging import configure_logging
 from tasks.parent_death import signal_on_parent_death
+from worker_host.cpu_placement import pin_device_worker
 
 # The module a fork server imports before it forks any worker.
 WARM_IMPORTS = "worker_host.warm_imports"
@@ -183,6 +184,8 @@ def run_forked_worker(launch: WorkerLaunch) -> None:
         # The fork server ended between the fork and the line above.
         os._exit(1)
     _log_to(launch.log_path)
+    # Before any thread starts: the worker's threads inherit its CPU.
+    pin_device_worker(launch.settings, launch.device)
     run_device_worker(launch)
 
 

@@ -49,6 +49,8 @@ class WorkerSlot:
     start_at: float = 0.0
     failed: bool = False
     stop_deadline: float | None = None
+    # The port its device's address names: a renamed device's new worker waits for the old.
+    port: str = ""
 
 
 class WorkerSupervisor:
@@ -77,8 +79,10 @@ class WorkerSupervisor:
             if slot.process is not None and slot.process.pid is not None
         }
 
-    def reconcile(self, wanted: dict[str, str]) -> None:
-        """Make the workers those of `wanted` (device → digest of its settings)."""
+    def reconcile(self, wanted: dict[str, str], ports: dict[str, str] | None = None) -> None:
+        """Make the workers those of `wanted` (device → digest of its settings); `ports`
+        (device → address) keeps a new worker from opening a port an old one still holds."""
+        ports = ports or {}
         for name, slot in list(self.slots.items()):
             if wanted.get(name) != slot.digest:
                 reason = "not wanted here" if name not in wanted else "its settings changed"
@@ -86,7 +90,8 @@ class WorkerSupervisor:
                 self._retire(self.slots.pop(name))
         for name, digest in wanted.items():
             if name not in self.slots:
-                self.slots[name] = WorkerSlot(name, digest, self.launch_for(name).log_path)
+                log_path = self.launch_for(name).log_path
+                self.slots[name] = WorkerSlot(name, digest, log_path, port=ports.get(name, ""))
                 # A new digest, or a device turned on again, earns a fresh try.
                 self._clear_failed(name)
         self.supervise()
@@ -102,7 +107,7 @@ class WorkerSupervisor:
                     continue
                 slot.process = None
                 self._crashed(slot, status, now)
-            if slot.failed or now < slot.start_at or self._old_worker_alive(slot.device):
+            if slot.failed or now < slot.start_at or self._old_worker_alive(slot):
                 continue
             self._start(slot, now)
 
@@ -134,9 +139,12 @@ class WorkerSupervisor:
                 process.kill()
                 slot.stop_deadline = None
 
-    def _old_worker_alive(self, device: str) -> bool:
-        # Two workers of one device would fight over its port.
-        return any(old.device == device for old in self.stopping)
+    def _old_worker_alive(self, slot: WorkerSlot) -> bool:
+        # Two workers of one device, or of one port (a device renamed), would fight over it.
+        return any(
+            old.device == slot.device or (slot.port and old.port == slot.port)
+            for old in self.stopping
+        )
 
     def _start(self, slot: WorkerSlot, now: float) -> None:
         try:

@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from hwq.cli.queued_reason import why_still_queued
 from hwq.cli.verdict import VERDICT_FAILED_EXIT, failed_verdict
 from hwq.cli.watch import watch
 from hwq.http_client import ApiClient, ApiError
@@ -219,17 +220,8 @@ def _report_run(
         click.echo(
             f"command {command_id} ended {state}" + (f": {error}" if error else ""), err=True
         )
-    elif state == State.QUEUED and (offline := _offline_device(client, command["device"])):
-        name = offline["name"]
-        if offline.get("transport") == "http-poll":
-            why, until = f"no agent polls for it (`hwq poll-device {name}`)", "the device polls"
-        else:
-            why, until = "no worker serves it", "the device's worker starts"
-        click.echo(
-            f"device {name} is offline: {why}, so command {command_id} is still queued after "
-            f"{wait_s:g} s. It runs once {until}; `hwq commands cancel {command_id}` drops it",
-            err=True,
-        )
+    elif state == State.QUEUED and (reason := _why_queued(client, command, wait_s)):
+        click.echo(reason, err=True)
     else:
         click.echo(
             f"command {command_id} is still {state} after {wait_s:g} s; "
@@ -239,14 +231,14 @@ def _report_run(
     click.get_current_context().exit(1)
 
 
-def _offline_device(client: ApiClient, name: str) -> dict[str, Any] | None:
-    """The device if nothing serves it (no worker up, no agent polling); None when it is
-    served or the API cannot say, so no false alarm."""
+def _why_queued(client: ApiClient, command: dict[str, Any], wait_s: float) -> str | None:
+    """Why the device cannot take its queued command; None when the API cannot say, so no
+    false alarm."""
     try:
-        device = client.get_device(name)
+        device = client.get_device(command["device"])
     except ApiError:
         return None
-    return None if device.get("online", True) else {"name": name, **device}
+    return why_still_queued(device, command["id"], wait_s)
 
 
 def _note_analysis(command: dict[str, Any]) -> None:

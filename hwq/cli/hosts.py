@@ -103,7 +103,10 @@ def set_device(
 def activate_device(name: str) -> None:
     """Open device NAME's connection: its host starts its worker."""
     device = ApiClient.from_env().activate_device(name)
-    click.echo(f"activated device {name} (presence {device.get('presence')})")
+    presence = device.get("presence")
+    # The answer comes before the host agent has started the worker: say what comes next.
+    starting = "; its host starts its worker within seconds" if presence == "offline" else ""
+    click.echo(f"activated device {name} (presence {presence}{starting})")
 
 
 @devices.command("deactivate")

@@ -39,23 +39,16 @@ def _logging(settings: Settings, **context: object) -> None:
 def _keep_central_on_one_cpu(settings: Settings, role: str) -> None:
     # Before any thread starts: the threads a process starts inherit its CPU.
     if settings.pin_cpu:
-        from hwq.cpu_placement import pin_central_process
+        from worker_host.cpu_placement import pin_central_process
 
         pin_central_process(role)
 
 
 def _keep_device_on_one_cpu(settings: Settings, name: str) -> None:
-    if not settings.pin_cpu:
-        return
-    from hwq.cpu_placement import next_device_turn, pin_device_process
-    from tasks.connections import redis_client
+    if settings.pin_cpu:
+        from worker_host.cpu_placement import pin_device_worker
 
-    client = redis_client(settings, max_connections=1)
-    try:
-        turn = next_device_turn(client, settings.key_prefix, settings.hostname)
-    finally:
-        client.close()
-    pin_device_process(name, turn)
+        pin_device_worker(settings, name)
 
 
 @click.command()

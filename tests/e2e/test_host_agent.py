@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -171,3 +173,35 @@ def _running(pid: int) -> bool:
             return handle.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_hwq_run_says_an_unplugged_device_waits_for_its_port(
+    fleet: HostFleet, stack: Stack
+) -> None:
+    host, name, serial_number = _host(), f"r{uuid.uuid4().hex[:7]}", uuid.uuid4().hex[:8]
+    fleet.plug_adapter(name, serial_number)
+    fleet.start_agent(host)
+    fleet.register(name, f"usb:{SIM_VID}:{SIM_PID}:{serial_number}", host)
+    fleet.wait_presence(name, "online")
+    fleet.unplug(name)
+    fleet.wait_presence(name, "port-missing", timeout=10)
+
+    result = _hwq_cli(stack, "run", name, "ECHO waited", "--wait", "1")
+
+    assert result.returncode == 1
+    assert f"device {name} is port-missing" in result.stderr, result.stderr
+    assert "not plugged in" in result.stderr
+    assert "once its worker opens the port again" in result.stderr
+    assert "no worker serves it" not in result.stderr
+    command_id = stack.request("GET", f"/commands?device={name}").body["items"][0]["id"]
+    fleet.replug(name)
+    assert stack.wait(command_id)["response"] == {"text": "waited"}
+
+
+def _hwq_cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**stack.env(), "HWQ_URL": stack.base.removesuffix("/api/v1"),
+           "HWQ_TOKEN": stack.admin_token}  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "hwq.cli", *args], env=env, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip

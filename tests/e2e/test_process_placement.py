@@ -4,13 +4,15 @@ worker on the last, device workers on the CPUs in turn. By default the kernel pl
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from bench.host_fleet import HostFleet
 from bench.local_stack import Stack, running_stack
-from hwq.cpu_placement import allowed_cpus
+from worker_host.cpu_placement import allowed_cpus
 
 CPUS = allowed_cpus()
 pytestmark = pytest.mark.skipif(len(CPUS) < 2, reason="one CPU: nothing to choose between")
@@ -43,8 +45,12 @@ def _is_analysis_child(pid: int) -> bool:
 def _cpus_of_every_thread(stack: Stack, name: str) -> set[str]:
     """Cpus_allowed_list of each thread of the named child and of its own children (but the
     analysis children, which may use any CPU)."""
+    return _cpus_of_threads(_process_and_children(stack.processes[name].pid))
+
+
+def _cpus_of_threads(pids: list[int]) -> set[str]:
     found = set()
-    for pid in _process_and_children(stack.processes[name].pid):
+    for pid in pids:
         if _is_analysis_child(pid):
             continue
         for tid in os.listdir(f"/proc/{pid}/task"):
@@ -71,6 +77,28 @@ def test_device_workers_take_the_cpus_in_turn_and_still_answer(placed_stack: Sta
     assert (first, second) == ({str(CPUS[0])}, {str(CPUS[1])})
     command = placed_stack.wait(placed_stack.submit("cpu-b", "ECHO pinned"))
     assert command["response"] == {"text": "pinned"}
+
+
+def test_workers_a_host_agent_forks_take_the_cpus_in_turn(placed_stack: Stack) -> None:
+    fleet = HostFleet(placed_stack)
+    host = f"pin{uuid.uuid4().hex[:6]}"
+    names = [f"p{uuid.uuid4().hex[:7]}" for _ in range(2)]
+    try:
+        for name in names:
+            link = fleet.plug_adapter(name, name)
+            fleet.register(name, str(link), host)
+        fleet.start_agent(host)
+        for name in names:
+            fleet.wait_presence(name, "online")
+        placed = [_cpus_of_threads([pid]) for pid in fleet.worker_pids(host)]
+        # Each worker on one CPU of its own: the host's first two turns.
+        assert sorted(placed, key=str) == [{str(CPUS[0])}, {str(CPUS[1])}]
+        command = placed_stack.wait(placed_stack.submit(names[1], "ECHO forked and pinned"))
+        assert command["response"] == {"text": "forked and pinned"}
+    finally:
+        for process in [n for n in placed_stack.processes if n.startswith(("host-", "sim-"))]:
+            placed_stack.stop(process)
+        fleet.close()
 
 
 @pytest.mark.parametrize("setting", ["false", None], ids=["switched-off", "unset"])

@@ -105,3 +105,28 @@ def test_a_worker_no_longer_wanted_is_stopped(
     assert starter.started[0].returncode is not None
     supervisor.stop_all()
     assert all(process.poll() is not None for process in starter.started)
+
+
+def test_a_renamed_device_s_worker_waits_for_the_old_one_to_let_go_of_the_port(
+    tmp_path: Path, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    # The old worker takes a moment to finish and release the port after SIGTERM.
+    code = (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *_: (time.sleep(1.5), sys.exit(0)))\n"
+        "time.sleep(60)\n"
+    )
+    supervisor, starter, _, _ = _supervisor(tmp_path, redis_client, key_prefix, code)
+    supervisor.reconcile({"old": "1", "other": "1"}, {"old": "/dev/ttyUSB0", "other": "/dev/x"})
+    time.sleep(0.5)  # the handler is installed
+
+    supervisor.reconcile({"new": "2", "other": "1"}, {"new": "/dev/ttyUSB0", "other": "/dev/x"})
+
+    assert "new" not in supervisor.running(), "started while the old worker held the port"
+    deadline = time.monotonic() + 30
+    while "new" not in supervisor.running() and time.monotonic() < deadline:
+        supervisor.supervise()
+        time.sleep(0.05)
+    assert starter.started[0].returncode == 0, "the new worker started before the old one ended"
+    assert sorted(supervisor.running()) == ["new", "other"]
+    supervisor.stop_all()

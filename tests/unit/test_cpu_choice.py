@@ -8,12 +8,12 @@ import sys
 
 import pytest
 
-from hwq.cpu_placement import allowed_cpus, central_cpu, device_cpu
+from worker_host.cpu_placement import allowed_cpus, central_cpu, device_cpu
 
 # Run in a child process: pinning pytest itself would squeeze every later test onto one CPU.
 PIN_A_THREADED_PROCESS = """
 import json, os, sys, threading
-from hwq.cpu_placement import pin_to
+from worker_host.cpu_placement import pin_to
 started = threading.Event(); stop = threading.Event()
 def idle():
     started.set(); stop.wait()

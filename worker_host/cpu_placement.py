@@ -10,7 +10,9 @@ gives what that moved on a two-CPU virtual machine.
 
 The central processes (API, server worker) share the last CPU; device workers take the CPUs
 in turn, counted per host in Redis, so two devices on a two-CPU machine never share one
-while the other idles.
+while the other idles. A device worker is placed the same way whether `hwq device-worker`
+started it or its host agent forked it, which is why this lives beside the device worker;
+the central roles use it too. Nothing here runs unless `HWQ_PIN_CPU` asks for it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import redis
+
+from config import Settings
+from tasks.connections import redis_client
 
 log = logging.getLogger("hwq.cpu")
 
@@ -94,3 +99,16 @@ def _pin(choose: Callable[[list[int]], int], **context: str) -> int | None:
         return None
     log.info("threads kept on one CPU", extra={**context, "cpu": cpu})
     return cpu
+
+
+def pin_device_worker(settings: Settings, device: str) -> int | None:
+    """With `HWQ_PIN_CPU`, keep this device worker process on the CPU of the next turn of its
+    host; call it before the process starts any thread (its threads inherit the CPU)."""
+    if not settings.pin_cpu:
+        return None
+    client = redis_client(settings, max_connections=1)
+    try:
+        turn = next_device_turn(client, settings.key_prefix, settings.hostname)
+    finally:
+        client.close()
+    return pin_device_process(device, turn)
