@@ -27,8 +27,9 @@ LAST_EVENT_ID_HEADER = {
     "name": "Last-Event-ID",
     "in": "header",
     "required": False,
-    "description": "Resume after this event id; the `last_event_id` query does the same",
-    "schema": {"type": "string", "pattern": ENTRY_ID_PATTERN},
+    "description": "Resume after this event id; the `last_event_id` query does the same. "
+    "Empty counts as absent, as the WHATWG standard's EventSource sends none before an id",
+    "schema": {"type": "string", "pattern": r"^([0-9]{1,20}-[0-9]{1,20})?$"},
 }
 
 

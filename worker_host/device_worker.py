@@ -133,8 +133,10 @@ def install_device_runtime(
         def stop(self, worker: Any) -> None:
             pump.stop()
             # Before the port is closed, or the watch would open it again.
-            port_watch.stop()
+            port_watch.halt()
             runtime.close()
+            # Only now "gone": whoever waits for it (a deactivate) finds the port free.
+            port_watch.stop()
 
     app.steps["worker"].add(DevicePresence)
     app.steps["worker"].add(CommandThread)

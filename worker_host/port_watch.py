@@ -44,11 +44,15 @@ class PortWatch:
         self._thread = threading.Thread(target=self._run, name="hwq-port-watch", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
-        """Stop probing and say the worker is gone (again, if it already stopped)."""
+    def halt(self) -> None:
+        """Stop probing, saying nothing yet: the port is left as it is for its owner to close."""
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(PROBE_INTERVAL_S * 5)
+
+    def stop(self) -> None:
+        """Stop probing and say the worker is gone (again, if it already stopped)."""
+        self.halt()
         try:
             self.presence.mark_stopped(self.runtime.device)
         except redis.RedisError:

@@ -163,7 +163,14 @@ def hwq_home() -> Iterator[Path]:
 @needs_namespaces
 def test_the_hwq_home_its_database_and_tokens_are_not_visible(hwq_home: Path) -> None:
     limits = ProgramLimits(hidden_paths=(*DEFAULT_HIDDEN_PATHS, str(hwq_home)))
-    source = f"import os; print(os.listdir({str(hwq_home)!r}))"
+    # Hidden means empty, or not there at all where a hidden parent (/tmp) already hides it.
+    source = f"""
+        import os
+        try:
+            print(os.listdir({str(hwq_home)!r}))
+        except FileNotFoundError:
+            print([])
+        """
     result = _run(source, limits=limits)
     assert result["stdout"] == "[]\n", result
 
@@ -367,7 +374,11 @@ def test_without_namespaces_the_limits_still_hold_and_the_rest_is_as_documented(
         "sees the host True",
     ], result
     assert str(result["error"]).startswith("timed_out")
-    # A child in the program's process group is killed with it (a detached one may not be).
+    # A child in the program's process group is killed with it (a detached one may not be);
+    # SIGKILL is sent at once, and a busy machine may take a moment to finish it off.
+    deadline = time.monotonic() + 5
+    while _processes_named(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert _processes_named(marker) == []
     assert "program not fully confined" in caplog.text
     assert result["stderr"] == ""  # the sandbox's note went to the log, not to the program's
