@@ -12,6 +12,7 @@ from typing import Any
 
 import socketio
 
+from api.gateway.console_link import ConsoleLink
 from api.gateway.events import GatewayEvents
 from api.gateway.host_ports import HostPorts
 from api.gateway.rx_fanout import RxFanout
@@ -30,7 +31,8 @@ MAX_MESSAGE_BYTES = 512 * 1024
 
 
 def create_gateway(settings: Settings, service: HwqService | None = None) -> Any:
-    """The gateway as an ASGI app: Socket.IO under /socket.io/, the page at /."""
+    """The gateway as an ASGI app: Socket.IO under /socket.io/, the page at /, and /console
+    leading to the API's browser console."""
     service = service or HwqService(settings)
     # Clients prove who they are with a token, not a cookie, so another site's page gains
     # nothing by connecting: cross-origin browsers are let in, as the ancestor's were.
@@ -54,4 +56,9 @@ def create_gateway(settings: Settings, service: HwqService | None = None) -> Any
             "content_type": "text/plain",
         },
     }
-    return socketio.ASGIApp(sio, static_files=static_files, on_shutdown=fanout.stop)
+    return socketio.ASGIApp(
+        sio,
+        other_asgi_app=ConsoleLink(settings.api_port),
+        static_files=static_files,
+        on_shutdown=fanout.stop,
+    )
