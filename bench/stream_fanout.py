@@ -5,6 +5,7 @@ observer received every chunk, and the memory each observer costs the API and th
 from __future__ import annotations
 
 import hashlib
+import os
 import statistics
 import sys
 import tempfile
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import check, percentile, print_table, script_main
+from bench.procfs import cpu_ticks, process_tree
 from bench.up_process import UpProcess, running_up
 from bench.watcher_processes import Watchers
 
@@ -23,6 +25,21 @@ ROUND_TRIPS = 200
 WARMUP = 5
 TARGET_RATIO = 1.1
 MIB = 1024 * 1024
+TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+ROLES = ("api", "gateway", "host")
+
+
+def cpu_ms_per_command(
+    up: UpProcess, watchers: list[Watchers], turn: Any
+) -> tuple[Any, dict[str, float]]:
+    """Run `turn()`; its result, and the CPU each role spent per round trip in it."""
+    pids = {role: up.role_pids(role) for role in ROLES}
+    pids["observers"] = [p for w in watchers for p in process_tree(w.process.pid)]
+    before = {role: cpu_ticks(p) for role, p in pids.items()}
+    result = turn()
+    spent = {role: cpu_ticks(p) - before[role] for role, p in pids.items()}
+    count = len(result[0])
+    return result, {role: t / TICKS_PER_S * 1000 / count for role, t in spent.items()}
 
 
 def round_trips(up: UpProcess, label: str, count: int) -> tuple[list[float], bytes]:
@@ -62,7 +79,9 @@ def run(quick: bool = False) -> dict[str, Any]:
         HWQ_MAX_STREAMS_PER_TOKEN=str(sse_count * 2),
     ) as up:  # fmt: skip
         print("latency alone", file=sys.stderr)
-        alone_before, _ = round_trips(up, "a", trips)
+        (alone_before, _), cpu_alone = cpu_ms_per_command(
+            up, [], lambda: round_trips(up, "a", trips)
+        )
         rss_before = {role: up.resident(role) for role in ("api", "gateway")}
         print(f"connecting {sse_count} SSE and {sio_count} Socket.IO observers", file=sys.stderr)
         sse = Watchers("sse", f"http://127.0.0.1:{up.api_port}", DEVICE, up.token, sse_count)
@@ -73,7 +92,9 @@ def run(quick: bool = False) -> dict[str, Any]:
             start = until_all_see(up, [sse, sio], "start")
             rss_with = {role: up.resident(role) for role in ("api", "gateway")}
             print("latency watched", file=sys.stderr)
-            watched, expected = round_trips(up, "w", trips)
+            (watched, expected), cpu_watched = cpu_ms_per_command(
+                up, [sse, sio], lambda: round_trips(up, "w", trips)
+            )
             until_all_see(up, [sse, sio], "end")
             # The first line after the watched turn: the end markers' first.
             end = "end00"
@@ -105,6 +126,8 @@ def run(quick: bool = False) -> dict[str, Any]:
         "gateway_rss_mib": [rss_before["gateway"] / MIB, rss_with["gateway"] / MIB],
         "api_kib_per_sse_observer": growth["api"] / 1024 / sse_count,
         "gateway_kib_per_socket_io_client": growth["gateway"] / 1024 / sio_count,
+        "cpu_ms_per_command_alone": cpu_alone,
+        "cpu_ms_per_command_watched": cpu_watched,
         "targets": [
             check("p50 watched / alone", ratio, "<=", TARGET_RATIO),
             check(
@@ -128,6 +151,10 @@ def report(results: dict[str, Any]) -> None:
         ("gateway RSS before → with", "{:.1f} → {:.1f} MiB".format(*r["gateway_rss_mib"])),
         ("API per SSE observer", f"{r['api_kib_per_sse_observer']:.1f} KiB"),
         ("gateway per Socket.IO client", f"{r['gateway_kib_per_socket_io_client']:.1f} KiB"),
+    ])  # fmt: skip
+    alone, watched = r["cpu_ms_per_command_alone"], r["cpu_ms_per_command_watched"]
+    print_table("CPU per command (ms)", [("process", "alone", "watched")] + [
+        (role, f"{alone.get(role, 0):.2f}", f"{watched[role]:.2f}") for role in watched
     ])  # fmt: skip
     print_table("targets", [("target", "value", "met")] + [
         (f"{t['name']} {t['relation']} {t['target']}", f"{t['value']:.3f}", str(t["met"]))
