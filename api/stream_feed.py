@@ -30,6 +30,15 @@ log = logging.getLogger("hwq.api")
 
 # Entries taken per read by a feed.
 FEED_BATCH_ENTRIES = 500
+# How often a feed hands out batches. Each batch costs a send per observer; a busy device's
+# entries (a command's claim, bytes out, bytes back, end) come a few milliseconds apart, so
+# handed out one by one to hundreds of observers they would keep the front door's loop from
+# everything else. A feed waits between batches so that its observers get at most
+# SENDS_PER_S sends a second in all (entries coming meanwhile go together in the next
+# batch), and never more than MAX_BATCH_INTERVAL_S: a few observers see each entry at once,
+# 500 get a batch every 50 ms.
+SENDS_PER_S = 10_000
+MAX_BATCH_INTERVAL_S = 0.05
 # Batches an observer may have waiting; past it the observer is ended (a client that stopped
 # reading must not make the API hold the device's whole output for it).
 MAX_QUEUED_BATCHES = 2000
@@ -59,6 +68,11 @@ class Batch:
         return b"".join(event for order, event in self.entries if order > sent)
 
 
+def batch_interval_s(observers: int) -> float:
+    """The least time between two batches of a feed with this many observers."""
+    return min(observers / SENDS_PER_S, MAX_BATCH_INTERVAL_S)
+
+
 class FeedEnded(Exception):
     """The feed stopped (Redis failed) or the observer fell too far behind."""
 
@@ -77,10 +91,15 @@ class Subscription:
 
     async def next_batch(self, timeout_s: float) -> Batch | None:
         """The next batch, or None when none came within timeout_s. FeedEnded when ended."""
-        try:
-            batch = await asyncio.wait_for(self.queue.get(), timeout_s)
-        except TimeoutError:
-            return None
+        if self.queue.empty():
+            # asyncio.timeout rather than wait_for: no task made per wait, on the hot path.
+            try:
+                async with asyncio.timeout(timeout_s):
+                    batch = await self.queue.get()
+            except TimeoutError:
+                return None
+        else:
+            batch = self.queue.get_nowait()
         if batch is None:
             raise FeedEnded
         return batch
@@ -104,8 +123,12 @@ class DeviceFeed:
 
     async def run(self) -> None:
         client, encode = self.feeds.redis, self.feeds.encode
+        loop = asyncio.get_running_loop()
+        next_batch_at = 0.0
         try:
             while self.subscribers:
+                if (pause := next_batch_at - loop.time()) > 0:
+                    await asyncio.sleep(pause)
                 try:
                     reply = await client.xread(
                         {self.key: self.last_id}, count=FEED_BATCH_ENTRIES,
@@ -127,6 +150,7 @@ class DeviceFeed:
                 )
                 for subscription in list(self.subscribers):
                     subscription.offer(batch)
+                next_batch_at = loop.time() + batch_interval_s(len(self.subscribers))
         finally:
             self.feeds.ended(self)
 

@@ -13,11 +13,13 @@ CONNECT_TIMEOUT_S = 300
 class Watchers:
     """One bench.stream_watchers process (N observers of one kind)."""
 
-    def __init__(self, kind: str, url: str, device: str, token: str, count: int) -> None:
+    def __init__(
+        self, kind: str, url: str, device: str, token: str, count: int, nice: int = 0
+    ) -> None:
         self.kind = kind
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bench.stream_watchers", kind, "--url", url,
-             "--device", device, "--count", str(count)],
+             "--device", device, "--count", str(count), "--nice", str(nice)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         self._say(token)
