@@ -29,8 +29,8 @@ RX_KIND = b"rx"
 # boundaries to keep), so that a reader's emits cost its watchers at most EMITS_PER_S messages
 # a second in all, and come at most MAX_EMIT_INTERVAL_S apart (the SSE feed's rule,
 # api/stream_feed.py).
-EMITS_PER_S = 10_000
-MAX_EMIT_INTERVAL_S = 0.05
+EMITS_PER_S = 2_000
+MAX_EMIT_INTERVAL_S = 0.25
 
 
 def rx_room(device: str) -> str:
