@@ -27,7 +27,7 @@ TARGET_RATIO = 1.1
 MIB = 1024 * 1024
 # The observers' processes yield the CPU to hwq's: on a machine of a few cores, the load
 # generator's own parsing would otherwise be what the latency measures.
-OBSERVER_NICENESS = 10
+OBSERVER_NICENESS = 19
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 ROLES = ("api", "gateway", "host")
 
@@ -37,7 +37,8 @@ def cpu_ms_per_command(
 ) -> tuple[Any, dict[str, float]]:
     """Run `turn()`; its result, and the CPU each role spent per round trip in it."""
     pids = {role: up.role_pids(role) for role in ROLES}
-    pids["observers"] = [p for w in watchers for p in process_tree(w.process.pid)]
+    for w in watchers:
+        pids[f"{w.kind} observers"] = process_tree(w.process.pid)
     before = {role: cpu_ticks(p) for role, p in pids.items()}
     result = turn()
     spent = {role: cpu_ticks(p) - before[role] for role, p in pids.items()}
