@@ -166,12 +166,12 @@ def run_sse(api: str, device: str, token: str, count: int) -> None:
 
 
 def run_socket_io(gateway: str, device: str, token: str, count: int) -> None:
-    import socketio
+    from bench.ordered_socketio import OrderedClient
 
     observers = [Received() for _ in range(count)]
     clients = []
     for observer in observers:
-        client = socketio.Client(reconnection=False)
+        client = OrderedClient(reconnection=False)
         client.on(device, observer.arrived)
         client.connect(gateway, auth={"token": token}, transports=["websocket"], wait_timeout=60)
         clients.append(client)

@@ -11,6 +11,7 @@ import socketio
 from test_gateway import Gateway
 
 from bench.local_stack import Stack
+from bench.ordered_socketio import OrderedClient
 
 from stream_observer import Event, Observer, command_state_seen
 
@@ -49,6 +50,13 @@ class RxChannel:
             return self.changed.wait_for(lambda: wanted in b"".join(self.chunks), timeout)
 
 
+def connected(gateway: Gateway, token: str) -> OrderedClient:
+    """A Socket.IO client of the gateway that handles its events in the order they came."""
+    client = OrderedClient(reconnection=False)
+    client.connect(gateway.url, auth={"token": token}, transports=["websocket"], wait_timeout=20)
+    return client
+
+
 def rx_chunks(events: list[Event]) -> list[bytes]:
     return [e.chunk for e in events if e.kind == "rx"]
 
@@ -66,7 +74,7 @@ def test_sse_and_socket_io_observers_see_the_same_bytes_in_order(
     stack.add_sim_device(device_name)
     viewer = gateway.token("viewer", "mixed-watchers")
     sse = [Observer(stack, device_name, viewer) for _ in range(SSE_OBSERVERS)]
-    clients = [gateway.client(viewer) for _ in range(SOCKET_IO_OBSERVERS)]
+    clients = [connected(gateway, viewer) for _ in range(SOCKET_IO_OBSERVERS)]
     try:
         channels = [RxChannel(client, device_name) for client in clients]
         assert [o.status for o in sse] == [200] * SSE_OBSERVERS

@@ -43,8 +43,11 @@ def test_a_polled_command_and_its_reply_are_on_the_stream(stack: Stack, device_n
         assert collect(stack, device_name, token, wait="0") == second
         assert answer(stack, second, token, {"error": "no such query"}) == 200
         observer.wait_until(lambda e: command_state_seen(e, second, "failed"), "the second end")
-        shown = [(e.kind, e.data.get("command_id") or e.data.get("id"), e.data.get("state"),
-                  e.data.get("text") if e.kind in ("rx", "tx") else None) for e in observer.events]  # fmt: skip
+        shown = [
+            (e.kind, e.data.get("command_id") or e.data.get("id"), e.data.get("state"),
+             e.data.get("text") if e.kind in ("rx", "tx") else None)
+            for e in observer.events
+        ]  # fmt: skip
         assert shown == [
             ("command", first, "dispatched", None),
             ("tx", first, None, "MEAS:VOLT?"),

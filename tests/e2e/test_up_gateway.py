@@ -20,6 +20,8 @@ import pytest
 import socketio
 from test_up import Up
 
+from bench.ordered_socketio import OrderedClient
+
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
 ACK_TIMEOUT_S = 30
 
@@ -65,7 +67,7 @@ class RxChannel:
 
 def test_every_ancestor_event_against_hwq_up(up: Up, tmp_path: Path) -> None:
     gateway = f"http://127.0.0.1:{up.gateway_port}"
-    client = socketio.Client(reconnection=False)
+    client = OrderedClient(reconnection=False)
     client.connect(gateway, auth={"token": up.token}, wait_timeout=20)
     frame_sim: subprocess.Popen[bytes] | None = None
     try:
