@@ -1,9 +1,10 @@
 """Serving a device's live stream as Server-Sent Events from the front door (DESIGN §9).
 
-Each observer is a coroutine blocked in XREAD on redis.asyncio, in rounds cut well inside the
-connection's socket timeout (as long-polls are, `tasks/command_wait.py`), holding one pooled
-connection while it blocks and no thread at all. Observers are counted like held waits: past
-HWQ_MAX_STREAMS in all the API answers 503, past HWQ_MAX_STREAMS_PER_TOKEN 429.
+Each observer is a coroutine: it catches up from its `Last-Event-ID` with reads of its own, then
+takes the device's shared feed (`api/stream_feed.py`: one XREAD BLOCK per device on
+redis.asyncio, each entry encoded once), holding no thread and no Redis connection of its own.
+Observers are counted like held waits: past HWQ_MAX_STREAMS in all the API answers 503, past
+HWQ_MAX_STREAMS_PER_TOKEN 429.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from api.auth import bearer_token, check_role
 from api.held_waits import ClientGone, HeldWaits, Receive, unless_client_leaves
 from api.inputs import field_errors
+from api.stream_feed import FeedEnded, StreamFeeds, Subscription, entry_order
 from api.streams import ENTRY_ID_PATTERN, EVENT_STREAM_MIME, StreamQuery
 from tasks.auth import Principal
 from tasks.command_wait import longest_block_s
@@ -74,6 +75,7 @@ class StreamServer:
         self.held = held
         self._config_key = config_key
         self._block_s = longest_block_s(client)
+        self.feeds = StreamFeeds(client, sse_event, self._block_s, self._newest_id)
 
     async def serve(
         self,
@@ -115,32 +117,49 @@ class StreamServer:
         return text(newest[0][0]) if newest else "0-0"
 
     async def _events(self, key: str, last_id: str, follow: bool, send: Send) -> None:
-        keepalive_at = time.monotonic() + KEEPALIVE_S
+        subscription = await self.feeds.subscribe(key) if follow else None
+        try:
+            # What is in the stream already, by reads of its own: until a read comes back
+            # short, which (made after subscribing) reached where the feed takes over.
+            while True:
+                try:
+                    reply = await self.redis.xread({key: last_id}, count=BATCH_ENTRIES)
+                except redis.RedisError as e:
+                    # Mid-stream there is no status to answer with: end it, and the client
+                    # resumes from its last event once Redis is back.
+                    log.warning("stream ended: Redis unreachable",
+                                extra={"stream": key, "error": str(e)})  # fmt: skip
+                    return
+                entries = entries_of_one_stream(reply)
+                if entries:
+                    last_id = text(entries[-1][0])
+                    body = b"".join(sse_event(entry_id, fields) for entry_id, fields in entries)
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
+                if len(entries) < BATCH_ENTRIES:
+                    break
+            if subscription is not None:
+                await self._follow(subscription, last_id, send)
+        finally:
+            if subscription is not None:
+                subscription.close()
+
+    async def _follow(self, subscription: Subscription, last_id: str, send: Send) -> None:
+        sent = entry_order(last_id)
         while True:
-            block_ms = None
-            if follow:
-                wait_s = max(0.001, min(keepalive_at - time.monotonic(), self._block_s))
-                block_ms = int(wait_s * 1000)
             try:
-                reply = await self.redis.xread({key: last_id}, count=BATCH_ENTRIES, block=block_ms)
-            except redis.RedisError as e:
-                # Mid-stream there is no status to answer with: end it, and the client
-                # resumes from its last event once Redis is back.
-                log.warning("stream ended: Redis unreachable", extra={"stream": key,
-                                                                     "error": str(e)})  # fmt: skip
+                batch = await subscription.next_batch(KEEPALIVE_S)
+            except FeedEnded:
+                log.info("stream ended: its feed ended or the client fell behind",
+                         extra={"stream": subscription.feed.key})  # fmt: skip
                 return
-            entries = entries_of_one_stream(reply)
-            if entries:
-                last_id = text(entries[-1][0])
-                body = b"".join(sse_event(entry_id, fields) for entry_id, fields in entries)
-                await send({"type": "http.response.body", "body": body, "more_body": True})
-                keepalive_at = time.monotonic() + KEEPALIVE_S
-            elif not follow:
-                return
-            if time.monotonic() >= keepalive_at:
+            if batch is None:
                 await send({"type": "http.response.body", "body": b": keep-alive\n\n",
                             "more_body": True})  # fmt: skip
-                keepalive_at = time.monotonic() + KEEPALIVE_S
+                continue
+            body = batch.after(sent)
+            if body:
+                sent = max(sent, entry_order(batch.last_id))
+                await send({"type": "http.response.body", "body": body, "more_body": True})
 
 
 def _query(query_string: bytes) -> StreamQuery:

@@ -206,7 +206,8 @@ def run_up(
         supervisor.start(
             "gateway",
             ["gateway", "--host", settings.api_host, "--port", str(settings.gateway_port)],
-            server_env,
+            # Its page's console link leads to this API.
+            {**server_env, "HWQ_API_PORT": str(settings.api_port)},
         )
         _wait_until(lambda: stopping or _api_healthy(settings.api_port), READY_TIMEOUT_S, "API")
         _wait_until(

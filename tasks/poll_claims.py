@@ -25,6 +25,7 @@ from tasks.command_values import CommandValues
 from tasks.lifecycle import State
 from tasks.live_store import LiveStore, TransitionResult
 from tasks.messages import command_of
+from tasks.poll_stream import handed_out_entries, write_entries, write_entries_async
 
 log = logging.getLogger("hwq.poll")
 
@@ -123,6 +124,7 @@ class PollClaims:
             if outcome.send_home_to:
                 self.live.enqueue(command_id, outcome.send_home_to)
             if outcome.values is not None:
+                write_entries(client, self.live.prefix, handed_out_entries(outcome.values))
                 return outcome.values
 
     # asyncio -------------------------------------------------------------------------------
@@ -165,6 +167,8 @@ class PollClaims:
             if outcome.send_home_to:
                 await client.lpush(*self.live.execute_message(command_id, outcome.send_home_to))
             if outcome.values is not None:
+                entries = handed_out_entries(outcome.values)
+                await write_entries_async(client, self.live.prefix, entries)
                 return outcome.values
 
     def _note_claim(self, command_id: str, reply: Any) -> PollOutcome:

@@ -17,6 +17,7 @@ from tasks.errors import CommandStateError, Forbidden, NotFound, ValidationFaile
 from tasks.lifecycle import State
 from tasks.live_store import LiveStore
 from tasks.poll_claims import is_poll_claim
+from tasks.poll_stream import answered_entries, write_entries
 
 log = logging.getLogger("hwq.poll")
 
@@ -102,6 +103,7 @@ class PollReplies:
             moved = self._move(command_id, values, response, error)
             if moved is not None:
                 log.info("reply recorded", extra={**context, "state": moved})
+                self._stream(values, reply, moved)
                 return moved
             values = self.live.get(command_id) or values
         self._refuse(command_id, values, reply)
@@ -137,11 +139,15 @@ class PollReplies:
             self.analyse(command_id)
         return targets[-1]
 
+    def _stream(self, values: CommandValues, reply: dict[str, Any], state: str) -> None:
+        write_entries(self.live.redis, self.live.prefix, answered_entries(values, reply, state))
+
     def _refuse(self, command_id: str, values: CommandValues, reply: dict[str, Any]) -> None:
         state = values["state"]
         if state == State.TIMED_OUT:
             detail = f"late_reply: {json.dumps(reply)}"[:LATE_REPLY_DETAIL_CHARS]
             self.live.note(command_id, detail)
+            self._stream(values, reply, "")
             log.info("late reply kept", extra={"device": values["device"], "command": command_id})
             raise CommandStateError(
                 f"command {command_id} timed out before this reply; it is kept as a late_reply "

@@ -25,6 +25,12 @@ READ_BATCH = 200
 # Pause after Redis fails before the reader tries again from where it was.
 RETRY_PAUSE_S = 1.0
 RX_KIND = b"rx"
+# What the device sends between two emits goes out as one chunk (a serial line has no chunk
+# boundaries to keep), so that a reader's emits cost its watchers at most EMITS_PER_S messages
+# a second in all, and come at most MAX_EMIT_INTERVAL_S apart (the SSE feed's rule,
+# api/stream_feed.py).
+EMITS_PER_S = 2_000
+MAX_EMIT_INTERVAL_S = 0.25
 
 
 def rx_room(device: str) -> str:
@@ -87,8 +93,12 @@ class RxFanout:
         context = {"device": device}
         log.info("rx reader started", extra=context)
         last: str | bytes | None = None
+        loop = asyncio.get_running_loop()
+        next_emit_at = 0.0
         try:
             while self.watchers.get(device):
+                if (pause := next_emit_at - loop.time()) > 0:
+                    await asyncio.sleep(pause)
                 try:
                     if last is None:
                         last = await self._newest_id(key)
@@ -99,10 +109,16 @@ class RxFanout:
                     log.warning("rx reader cannot read", extra={**context, "error": str(e)})
                     await asyncio.sleep(RETRY_PAUSE_S)
                     continue
+                chunks = []
                 for _key, entries in replies or []:
                     for entry_id, fields in entries:
                         last = entry_id
-                        await self._emit(device, fields)
+                        if fields.get(b"kind") == RX_KIND:
+                            chunks.append(bytes(fields.get(b"data", b"")))
+                if chunks:
+                    await self.sio.emit(device, b"".join(chunks), room=rx_room(device))
+                    watchers = len(self.watchers.get(device, ()))
+                    next_emit_at = loop.time() + min(watchers / EMITS_PER_S, MAX_EMIT_INTERVAL_S)
         finally:
             log.info("rx reader stopped", extra=context)
             if self.readers.get(device) is asyncio.current_task():
@@ -112,9 +128,3 @@ class RxFanout:
         # From now on: a client sees what the device says while it watches, as the ancestor's did.
         newest: Any = await self.redis.xrevrange(key, count=1)
         return newest[0][0] if newest else b"0-0"
-
-    async def _emit(self, device: str, fields: dict[Any, Any]) -> None:
-        if fields.get(b"kind") != RX_KIND:
-            return
-        data = fields.get(b"data", b"")
-        await self.sio.emit(device, bytes(data), room=rx_room(device))

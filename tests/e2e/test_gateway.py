@@ -17,9 +17,8 @@ import redis
 import socketio
 
 from bench.local_stack import Stack
+from bench.ordered_socketio import OrderedClient as in_order_client
 from hwq.embedded_redis import free_port
-
-from socketio_clients import client as in_order_client
 
 GATEWAY_EVENTS = (
     "list-devices",

@@ -16,9 +16,8 @@ from pathlib import Path
 import pytest
 
 from bench.harness_http import http
+from bench.ordered_socketio import OrderedClient as in_order_client
 from hwq.embedded_redis import free_port
-
-from socketio_clients import client as in_order_client
 
 HOSTNAME = "uphost"
 

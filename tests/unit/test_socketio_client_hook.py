@@ -1,18 +1,15 @@
-"""The tests' in-order Socket.IO client overrides private methods of python-socketio and
-python-engineio; this fails if a new version moves them, instead of the gateway tests turning
-flaky again."""
+"""The tests' and benchmarks' in-order Socket.IO client (bench/ordered_socketio.py) overrides
+private methods of python-socketio and python-engineio; this fails if a new version moves
+them, instead of the gateway tests turning flaky again."""
 
 from __future__ import annotations
 
 import inspect
-import sys
-from pathlib import Path
 
 import engineio
 import socketio
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "e2e"))
-from socketio_clients import InOrderClient, InOrderEngineIoClient  # noqa: E402
+from bench.ordered_socketio import OrderedClient
 
 
 def test_the_overridden_methods_exist_with_the_shape_relied_on() -> None:
@@ -24,8 +21,8 @@ def test_the_overridden_methods_exist_with_the_shape_relied_on() -> None:
 
 
 def test_the_client_uses_the_in_order_engine() -> None:
-    sio = InOrderClient(reconnection=False)
-    assert isinstance(sio.eio, InOrderEngineIoClient)
+    sio = OrderedClient(reconnection=False)
+    assert type(sio.eio).__name__ == "_InOrderEngineIO"
     handled: list[bytes] = []
     sio.eio.handlers["message"] = handled.append
     sio.eio._trigger_event("message", b"x", run_async=True)
