@@ -64,8 +64,17 @@ def _output_capped(result: Result) -> str | None:
     return "output cap: 64 KiB kept, the rest counted and dropped" if capped else None
 
 
+def outside_folder() -> Path:
+    """A folder outside the program's own that the program still sees (as read-only): where a
+    write would escape to. Not under a hidden path (/tmp, /root, …), or the program would not
+    see it at all and a checkout under /tmp would test nothing; /usr/local when we may write
+    there (as root), else the checkout."""
+    usr_local = Path("/usr/local")
+    return usr_local if os.access(usr_local, os.W_OK) else REPO
+
+
 def _escape_path() -> Path:
-    return REPO / f"escaped-{uuid.uuid4().hex[:8]}.txt"
+    return outside_folder() / f"escaped-{uuid.uuid4().hex[:8]}.txt"
 
 
 def _nothing_written(path: Path) -> Callable[[Result], str | None]:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.sandbox_attacks import outside_folder
 from tasks.errors import DeviceError
 from worker_host.program_limits import DEFAULT_HIDDEN_PATHS, ProgramLimits
 from worker_host.program_sandbox import run_program
@@ -179,7 +180,7 @@ def test_the_hwq_home_its_database_and_tokens_are_not_visible(hwq_home: Path) ->
 def program_users_folder() -> Iterator[Path]:
     """A folder outside the program's own that the program's user owns (the worker's own
     files, for a worker that is not root)."""
-    folder = Path(tempfile.mkdtemp(prefix="program-owned-", dir=REPO))
+    folder = Path(tempfile.mkdtemp(prefix="program-owned-", dir=outside_folder()))
     user = pwd.getpwnam("nobody")
     if os.getuid() == 0:
         os.chown(folder, user.pw_uid, user.pw_gid)
