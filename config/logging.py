@@ -54,6 +54,10 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(document, default=str)
 
 
+# Libraries whose INFO lines say nothing a user of hwq needs (see configure_logging).
+QUIET_LIBRARY_LOGGERS = ("httpx", "httpcore")
+
+
 def configure_logging(level: str = "INFO", as_json: bool = False, **context: object) -> None:
     """Send every log line to stderr in one format; `context` is added to every line."""
     handler = logging.StreamHandler(sys.stderr)
@@ -63,6 +67,10 @@ def configure_logging(level: str = "INFO", as_json: bool = False, **context: obj
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # The HTTP client library logs every request's URL at INFO: noise in `hwq up`'s terminal
+    # (its readiness probes), and a URL may carry what should not be logged.
+    for chatty in QUIET_LIBRARY_LOGGERS:
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
 
 
 class _ContextFilter(logging.Filter):
