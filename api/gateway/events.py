@@ -37,6 +37,8 @@ Handler = Callable[[str, object, Principal], Awaitable[dict[str, Any]]]
 # a device activated elsewhere (the API, another gateway) reaches its watchers within this,
 # and how soon a client whose token was revoked is disconnected.
 WATCH_REFRESH_S = 2.0
+# The longest one refresh round (revocations checked, rooms brought up to date) may take.
+REFRESH_ROUND_LIMIT_S = 30.0
 # How much longer than its timeout send-command waits for a frame command to settle: the
 # command may wait its turn in the queue, and the worker needs a moment to report.
 SETTLE_GRACE_S = 2.0
@@ -122,10 +124,15 @@ class GatewayEvents:
         while self.tokens:
             await asyncio.sleep(WATCH_REFRESH_S)
             try:
-                await self._drop_revoked()
-                await self._watch_active(list(self.tokens))
+                # Bounded: a round that hangs must not end every later one, or clients
+                # connected earlier would never join the rooms of devices activated since.
+                await asyncio.wait_for(self._refresh_once(), REFRESH_ROUND_LIMIT_S)
             except Exception:
                 log.exception("refreshing the watched devices failed")
+
+    async def _refresh_once(self) -> None:
+        await self._drop_revoked()
+        await self._watch_active(list(self.tokens))
 
     async def _drop_revoked(self) -> None:
         """Disconnect clients whose token was revoked: they stop receiving rx at once too."""
@@ -136,7 +143,9 @@ class GatewayEvents:
                 log.info("gateway client's token revoked; disconnecting", extra={"sid": sid})
                 self.tokens.pop(sid, None)
                 self.fanout.forget(sid)
-                await self.sio.disconnect(sid)
+                # In a task of its own: closing the client's connection may wait on the client,
+                # and the refresh must go on meanwhile.
+                self.sio.start_background_task(self.sio.disconnect, sid)
             except (redis.RedisError, SQLAlchemyError):
                 return  # cannot tell now; the next round checks again
 
