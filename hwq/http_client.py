@@ -4,7 +4,6 @@ of the project."""
 
 from __future__ import annotations
 
-import json
 import os
 import urllib.parse
 from collections.abc import Mapping
@@ -193,27 +192,3 @@ class ApiClient:
                 str(e), status=e.status, title=e.title, detail=e.detail, errors=e.errors,
                 body=e.body,
             ) from None  # fmt: skip
-
-
-def api_error(status: int, raw: bytes) -> ApiError:
-    """An error response as ApiError, from its problem+json body when it has one."""
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        text = raw.decode(errors="replace").strip()[:200]
-        return ApiError(f"{status} {text or 'error'}", status=status, detail=text, body=body)
-    title = str(body.get("title") or "Error")
-    detail = str(body.get("detail") or "")
-    errors = body["errors"] if isinstance(body.get("errors"), list) else []
-    message = f"{status} {title}: {detail}" if detail else f"{status} {title}"
-    if errors:
-        message += " (" + "; ".join(_field_problem(e) for e in errors) + ")"
-    return ApiError(message, status=status, title=title, detail=detail, errors=errors, body=body)
-
-
-def _field_problem(error: object) -> str:
-    if isinstance(error, dict) and "field" in error:
-        return f"{error['field']}: {error.get('message', 'invalid')}"
-    return str(error)
