@@ -8,8 +8,8 @@ is whole and allowed, and holds long-polls with no thread at all.
 - `GET /commands/{id}?wait=S` waits on redis.asyncio: a coroutine and a Redis connection
   each, up to HWQ_MAX_WAITS in all and HWQ_MAX_WAITS_PER_TOKEN per token (503 and 429 with
   Retry-After beyond), ended early if the client leaves.
-- `POST /devices/{name}/commands?wait=S` is submitted by the Flask app on a thread, which is
-  then free again; the wait for the command to settle is held here like the one above.
+- `POST /devices/{name}/commands[?wait=S]` is checked and submitted here (`submit_front.py`),
+  with a thread only for the service's insert and create; its wait is held like the one above.
 - `GET /devices/{name}/stream` (Server-Sent Events) is served by `stream_server.py` the same
   way: a coroutine blocked in XREAD per observer, capped by HWQ_MAX_STREAMS(_PER_TOKEN).
 - Everything else runs the Flask app, unchanged, on a pool of HWQ_API_THREADS threads.
@@ -18,7 +18,6 @@ is whole and allowed, and holds long-polls with no thread at all.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -32,15 +31,15 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestTimeout
 
 from api.auth import PRINCIPAL_ENVIRON_KEY, ROLE_ATTRIBUTE, bearer_token, check_role
-from api.commands import submitted_status
 from api.context import EXTENSION_KEY
 from api.held_waits import ClientGone, HeldWaits, WaitRefused, unless_client_leaves
 from api.inputs import too_large
 from api.poll_front import POLL_ENDPOINT, hold_poll
 from api.problems import problem_for
-from api.request_log import FRONT_HOLDS_SUBMIT_WAIT, STARTED_ENVIRON_KEY, log_request
+from api.request_log import STARTED_ENVIRON_KEY, log_request
 from api.schemas import CommandWaitQuery
 from api.stream_server import StreamServer
+from api.submit_front import SUBMIT_ENDPOINT, submit, taken_query
 from api.wsgi_bridge import WsgiBridge, wsgi_environ
 from config import Settings
 from tasks.auth import Principal
@@ -57,8 +56,6 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 # The view whose `?wait` the front door holds itself.
 WAIT_ENDPOINT = "commands.get_command"
-# The view that submits a command; the front door holds the `?wait` that follows.
-SUBMIT_ENDPOINT = "commands.submit_command"
 # The view the front door serves itself, as a stream.
 STREAM_ENDPOINT = "streams.stream_device"
 # Redis connections beyond one per held wait, for the round that renews a block.
@@ -155,10 +152,10 @@ class Front:
                 if role is not None:
                     await self._authenticate(request)
                 body = await self._read_body(receive, limit)
-        if endpoint == SUBMIT_ENDPOINT and request.method == "POST":
-            wait_s = self._wait_s(request.scope["query_string"])
-            if wait_s:
-                await self._submit_and_wait(request, body, wait_s, receive, send)
+        if endpoint == SUBMIT_ENDPOINT and role is not None and request.has_body:
+            taken, wait_s = taken_query(request.scope["query_string"])
+            if taken:
+                await submit(self, request, args["name"], role, body, wait_s, receive, send)
                 return
         await self._run_app(request, body, send, close=unread)
 
@@ -233,25 +230,6 @@ class Front:
         # A body sent with a GET is never read; it must not be taken for the next request.
         await self._send_response(request, send, response, close=request.has_body)
 
-    async def _submit_and_wait(
-        self, request: Incoming, body: bytes, wait_s: float, receive: Receive, send: Send
-    ) -> None:
-        """Submit on a thread, then hold the wait for the command here, with no thread."""
-        status, headers, content = await self.bridge.call(
-            self._environ(request, body, {FRONT_HOLDS_SUBMIT_WAIT: True})
-        )
-        if status != 202:  # refused: the problem is the answer
-            await _send(send, status, headers, content, close=False)
-            return
-        command = json.loads(content)
-        request.log_fields["command"] = command["id"]
-        if not is_settled_for_wait(command):
-            command = await self._settled_or_as_it_stands(request, command, wait_s, receive)
-        response = cast(Response, self.app.json.response(command))
-        response.status_code = submitted_status(command, wait_s)
-        response.headers["Location"] = _header(headers, b"location")
-        await self._send_response(request, send, response, close=False)
-
     async def _settled_or_as_it_stands(
         self, request: Incoming, command: dict[str, Any], wait_s: float, receive: Receive
     ) -> dict[str, Any]:
@@ -275,6 +253,7 @@ class Front:
                                                              "error": str(e)})  # fmt: skip
             return command
         return command if values is None else public_view(values)
+
     async def _stream(self, request: Incoming, device: str, receive: Receive, send: Send) -> None:
         """A device's live stream, until the client leaves."""
         request.log_fields["device"] = device
@@ -292,10 +271,8 @@ class Front:
         status, headers, content = await self.bridge.call(self._environ(request, body))
         await _send(send, status, headers, content, close)
 
-    def _environ(
-        self, request: Incoming, body: bytes, extra: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        environ: dict[str, Any] = {STARTED_ENVIRON_KEY: request.started, **(extra or {})}
+    def _environ(self, request: Incoming, body: bytes) -> dict[str, Any]:
+        environ: dict[str, Any] = {STARTED_ENVIRON_KEY: request.started}
         if request.principal is not None:
             environ[PRINCIPAL_ENVIRON_KEY] = request.principal
         return wsgi_environ(request.scope, body, environ)
@@ -340,10 +317,6 @@ async def _within(awaitable: Awaitable[dict[str, Any]], seconds: float) -> dict[
     if seconds <= 0:
         raise TimeoutError
     return await asyncio.wait_for(awaitable, seconds)
-
-
-def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str:
-    return next((v.decode("latin-1") for k, v in headers if k == name), "")
 
 
 def _without_wait(scope: Scope) -> bytes:

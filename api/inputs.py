@@ -103,7 +103,11 @@ def _reject_constant(name: str) -> NoReturn:
 
 def json_body(model: type[Model]) -> Model:
     """The request body, which must be a JSON object, validated by `model`."""
-    raw = _read_body()
+    return validated_body(model, _read_body())
+
+
+def validated_body(model: type[Model], raw: bytes) -> Model:
+    """A whole body's bytes, which must be a JSON object, validated by `model`."""
     if not raw.strip():
         raise MalformedRequest("The request needs a JSON object as its body.")
     if text_exceeds_depth(raw):
@@ -196,7 +200,11 @@ def _summary(errors: list[dict[str, object]]) -> str:
 
 def idempotency_key() -> str | None:
     """The request's Idempotency-Key header, checked, or None when it has none."""
-    key = request.headers.get(IDEMPOTENCY_KEY_HEADER)
+    return checked_idempotency_key(request.headers.get(IDEMPOTENCY_KEY_HEADER))
+
+
+def checked_idempotency_key(key: str | None) -> str | None:
+    """An Idempotency-Key header's value, checked; None stays None."""
     if key is None:
         return None
     problem = None

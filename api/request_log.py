@@ -23,9 +23,6 @@ def note(**fields: str) -> None:
 
 # Where the front door leaves the time a request arrived, so durations include its wait.
 STARTED_ENVIRON_KEY = "hwq.started"
-# Set by the front door (api/front.py) when it holds a submission's `?wait` itself: the view
-# answers at once and frees its thread, and the front door logs the request once it ends.
-FRONT_HOLDS_SUBMIT_WAIT = "hwq.front_holds_submit_wait"
 
 
 def _start_clock() -> None:
@@ -67,8 +64,6 @@ def _log_request(response: Response) -> Response:
     # Gathering the fields costs more than the rest of a small request's bookkeeping.
     if not _logged(response.status_code):
         return response
-    if response.status_code == 202 and request.environ.get(FRONT_HOLDS_SUBMIT_WAIT):
-        return response  # the front door logs it when the wait ends
     fields: dict[str, object] = {}
     for arg, field in _NAMED_BY_PATH.items():
         if request.view_args and arg in request.view_args:

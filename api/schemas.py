@@ -115,7 +115,6 @@ FreeJson = Annotated[
 ]
 
 
-
 DeviceOptions = Annotated[
     dict[str, Any],
     AfterValidator(_bounded_json),

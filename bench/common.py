@@ -151,8 +151,13 @@ def settle(stack: Stack, timeout_s: float = 120.0) -> None:
     Run before bare Celery takes its turn, so hwq's deferred work lands in hwq's own figures
     and not in the other side's.
     """
-    with redis.Redis.from_url(stack.redis_url) as client:
-        transitions = LiveStore(client, stack.key_prefix).transitions_key
+    settle_on(stack.redis_url, stack.key_prefix, timeout_s)
+
+
+def settle_on(redis_url: str, key_prefix: str, timeout_s: float = 120.0) -> None:
+    """`settle` for the hwq whose Redis and key prefix these are (`hwq up`'s, say)."""
+    with redis.Redis.from_url(redis_url) as client:
+        transitions = LiveStore(client, key_prefix).transitions_key
         deadline = time.monotonic() + timeout_s
         while client.xlen(transitions):
             if time.monotonic() > deadline:

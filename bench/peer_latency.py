@@ -1,6 +1,6 @@
-"""Peer latency: hwq against the hand-built peer (bench/handbuilt_peer.py) on the same Redis,
-the same kind of simulator on a pty, and the same HTTP client (one kept-alive
-requests.Session each).
+"""Peer latency: hwq as `hwq up` ships it against the hand-built peer (bench/handbuilt_peer.py)
+on the same Redis, the same kind of simulator on a pty, and the same HTTP client (one
+kept-alive requests.Session each).
 
 Four sides take turns in blocks of 100, as in bench/latency.py, each block starting with
 the next side; hwq's deferred work settles after each of its turns, so it counts in hwq's time:
@@ -15,15 +15,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import requests
 
 from bench import common
-from bench.local_stack import Stack
+from bench.up_process import running_up
+from config.settings import DEFAULT_KEY_PREFIX
 from hwq import Client
 from hwq.embedded_redis import free_port
 
@@ -32,51 +35,67 @@ BLOCK = 100
 WARMUP_PER_TURN = 5
 # gunicorn threads: a threaded server, as DESIGN §1 asks of anything holding waits.
 GUNICORN_THREADS = 8
+# `hwq up`'s own log level: each request and command is logged, as a user's terminal shows.
+SHIPPED_LOG_LEVEL = "INFO"
+START_TIMEOUT_S = 60.0
 SIDES = ("handbuilt", "hwq_client_run", "hwq_post_wait", "hwq_submit_then_wait")
 
 
 @contextmanager
-def handbuilt_peer(stack: Stack, redis_url: str) -> Iterator[str]:
-    """The hand-built peer on its own simulator; yields its endpoint's URL."""
-    link = stack.home / "dev" / "handbuilt"
+def handbuilt_peer(home: Path, redis_url: str) -> Iterator[str]:
+    """The hand-built peer on its own simulator, its processes' output in HOME/logs; yields
+    its endpoint's URL."""
+    link = home / "dev" / "handbuilt"
+    logs = home / "logs"
     link.parent.mkdir(parents=True, exist_ok=True)
-    stack.spawn("sim-handbuilt", "sim", "--kind", "scpi", "--name", "handbuilt", "--home",
-                str(stack.home), "--link", str(link), with_database=False)  # fmt: skip
-    stack.wait_for(link.exists, "the hand-built peer's simulator")
+    logs.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {**os.environ, "HANDBUILT_BROKER_URL": redis_url, "HANDBUILT_PORT": str(link)}
-    logs = stack.home / "logs"
-    with (
-        (logs / "handbuilt-worker.log").open("ab") as worker_log,
-        (logs / "handbuilt-web.log").open("ab") as web_log,
-    ):
-        children = [
-            subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "bench.handbuilt_peer", "worker",
-                 "--pool", "solo", "--hostname", "handbuilt@bench", "--loglevel", "WARNING",
-                 "--without-gossip", "--without-mingle"],
-                env=env, stdout=worker_log, stderr=subprocess.STDOUT,
-            ),
-            subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "--workers", "1", "--worker-class",
-                 "gthread", "--threads", str(GUNICORN_THREADS), "--bind",
-                 f"127.0.0.1:{port}", "--log-level", "warning", "bench.handbuilt_peer:web"],
-                env=env, stdout=web_log, stderr=subprocess.STDOUT,
-            ),
-        ]  # fmt: skip
+    commands = {
+        "sim": [sys.executable, "-m", "hwq.cli", "sim", "--kind", "scpi", "--name",
+                "handbuilt", "--home", str(home), "--link", str(link)],
+        "worker": [sys.executable, "-m", "celery", "-A", "bench.handbuilt_peer", "worker",
+                   "--pool", "solo", "--hostname", "handbuilt@bench", "--loglevel", "WARNING",
+                   "--without-gossip", "--without-mingle"],
+        "web": [sys.executable, "-m", "gunicorn", "--workers", "1", "--worker-class",
+                "gthread", "--threads", str(GUNICORN_THREADS), "--bind", f"127.0.0.1:{port}",
+                "--log-level", "warning", "bench.handbuilt_peer:web"],
+    }  # fmt: skip
+    children: list[subprocess.Popen[bytes]] = []
     url = f"http://127.0.0.1:{port}/query"
     try:
+        for name, argv in commands.items():
+            with (logs / f"handbuilt-{name}.log").open("ab") as log:
+                children.append(subprocess.Popen(argv, env=env, stdout=log,
+                                                 stderr=subprocess.STDOUT))  # fmt: skip
+            if name == "sim":
+                _wait_until(link.exists, "the hand-built peer's simulator", children, logs)
         with requests.Session() as session:
-            stack.wait_for(
-                lambda: session.post(url, json={"payload": "*IDN?"}, timeout=15).ok,
-                "the hand-built peer",
-            )
+            _wait_until(lambda: session.post(url, json={"payload": "*IDN?"}, timeout=15).ok,
+                        "the hand-built peer", children, logs)  # fmt: skip
         yield url
     finally:
         for child in children:
             child.terminate()
         for child in children:
             child.wait(timeout=30)
+
+
+def _wait_until(
+    check: Callable[[], bool], what: str, children: list[subprocess.Popen[bytes]], logs: Path
+) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except requests.RequestException:
+            pass
+        if any(child.poll() is not None for child in children):
+            break
+        time.sleep(0.2)
+    output = "\n".join(log.read_text(errors="replace")[-1500:] for log in logs.glob("handbuilt-*"))
+    raise RuntimeError(f"{what} did not start:\n{output}")
 
 
 def handbuilt_round_trips(session: requests.Session, url: str, numbers: range) -> list[float]:
@@ -135,23 +154,28 @@ def run(quick: bool = False, rounds: int | None = None) -> dict[str, Any]:
     """Measure the four sides in one run, taking turns, and return figures and ratios."""
     rounds = rounds or (50 if quick else DEFAULT_ROUNDS)
     samples: dict[str, list[float]] = {name: [] for name in SIDES}
-    with common.bench_redis() as redis_url, common.hwq_stack(redis_url) as stack:
-        stack.add_sim_device("peer0")
-        stack.wait(stack.submit("peer0", "*IDN?"))
-        base = stack.base
+    device = "sim0"
+    with (
+        common.bench_redis() as redis_url,
+        tempfile.TemporaryDirectory(prefix="hwq-peer-") as folder,
+        running_up(
+            Path(folder) / "up", sims=1, HWQ_REDIS_URL=redis_url, HWQ_LOG_LEVEL=SHIPPED_LOG_LEVEL
+        ) as up,  # fmt: skip
+        handbuilt_peer(Path(folder) / "handbuilt", redis_url) as url,
+    ):
+        base = f"http://127.0.0.1:{up.api_port}/api/v1"
         with (
-            handbuilt_peer(stack, redis_url) as url,
             requests.Session() as handbuilt_session,
             requests.Session() as hwq_session,
-            Client(base, stack.admin_token) as client,
+            Client(base, up.token) as client,
         ):
-            hwq_session.headers["Authorization"] = f"Bearer {stack.admin_token}"
+            hwq_session.headers["Authorization"] = f"Bearer {up.token}"
             turns: dict[str, Callable[[range], list[float]]] = {
                 "handbuilt": lambda n: handbuilt_round_trips(handbuilt_session, url, n),
-                "hwq_client_run": lambda n: client_run_round_trips(client, "peer0", n),
-                "hwq_post_wait": lambda n: post_wait_round_trips(hwq_session, base, "peer0", n),
+                "hwq_client_run": lambda n: client_run_round_trips(client, device, n),
+                "hwq_post_wait": lambda n: post_wait_round_trips(hwq_session, base, device, n),
                 "hwq_submit_then_wait": lambda n: submit_then_wait_round_trips(
-                    hwq_session, base, "peer0", n
+                    hwq_session, base, device, n
                 ),
             }
             for block, start in enumerate(range(0, rounds, BLOCK)):
@@ -163,7 +187,7 @@ def run(quick: bool = False, rounds: int | None = None) -> dict[str, Any]:
                     round_trips(range(WARMUP_PER_TURN))
                     samples[name] += round_trips(numbers)
                     if name.startswith("hwq"):
-                        common.settle(stack)
+                        common.settle_on(redis_url, DEFAULT_KEY_PREFIX)
                 common.progress("round trips of each", numbers.stop, rounds)
     figures = {name: common.summary_ms(samples[name]) for name in SIDES}
     peer = figures["handbuilt"]

@@ -14,7 +14,9 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +36,9 @@ KINDS = ("rx", "tx", "presence", "command")
 MAX_PENDING_ENTRIES = 10_000
 # After Redis refused a batch, wait this long before writing the next one.
 RETRY_PAUSE_S = 1.0
+# While a command runs, its entries wait for its end so they go out in one batch, but no
+# longer than this: a command still waiting for its reply shows its tx within it.
+HOLD_MAX_S = 0.02
 
 
 def stream_key(prefix: str, device: str) -> str:
@@ -85,17 +90,25 @@ class StreamAppender:
     `append` only queues: what arrives while a batch is being written goes in the next one, so
     a burst of chunks costs a round trip or two, and the callers never wait on Redis. While
     Redis is away the oldest entries beyond MAX_PENDING_ENTRIES are dropped.
+
+    While `holding()`, entries wait (at most `hold_max_s`) for the hold to end: a command's
+    dispatched, tx, rx and final entries then cost one round trip after its outcome is
+    recorded, instead of waking this thread to write on the command's way.
     """
 
-    def __init__(self, client: redis.Redis, prefix: str) -> None:
+    def __init__(self, client: redis.Redis, prefix: str, hold_max_s: float = HOLD_MAX_S) -> None:
         self.client = client
         self.prefix = prefix
+        self.hold_max_s = hold_max_s
         self._pending: deque[StreamEntry] = deque()
         self._wake = threading.Condition()
         self._closing = False
         self._dropped = 0
         # True while a batch taken from the queue is being written.
         self._busy = False
+        self._held = False
+        # When the oldest entry queued under the current hold was queued.
+        self._held_since: float | None = None
         self._thread = threading.Thread(target=self._run, name="hwq-stream", daemon=True)
         self._thread.start()
 
@@ -109,7 +122,26 @@ class StreamAppender:
                 self._pending.popleft()
                 self._dropped += 1
             self._pending.append(entry)
-            self._wake.notify()
+            if not self._held:
+                self._wake.notify()
+            elif self._held_since is None:
+                # The first entry of a hold starts its clock, on the writer's side too.
+                self._held_since = time.monotonic()
+                self._wake.notify()
+
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[None]:
+        """Hold what is appended meanwhile (`hold_max_s` at most); write it when the block ends."""
+        with self._wake:
+            self._held = True
+            self._held_since = time.monotonic() if self._pending else None
+        try:
+            yield
+        finally:
+            with self._wake:
+                self._held, self._held_since = False, None
+                if self._pending:
+                    self._wake.notify()
 
     def flush(self, timeout_s: float = 5.0) -> bool:
         """Wait until every queued entry has been written (or dropped); False on timeout."""
@@ -129,17 +161,30 @@ class StreamAppender:
             with self._wake:
                 self._busy = False
                 self._wake.notify_all()
-                self._wake.wait_for(lambda: self._pending or self._closing)
+                self._wake.wait_for(self._batch_due)
                 if not self._pending:
                     return
                 batch = list(self._pending)
                 self._pending.clear()
+                # Entries queued from here on, under the same hold, start a clock of their own.
+                self._held_since = None
                 self._busy = True
                 dropped, self._dropped = self._dropped, 0
             if dropped:
                 log.warning("stream entries dropped: Redis unreachable",
                             extra={"device": batch[0].device, "dropped": dropped})  # fmt: skip
             self._write(batch)
+
+    def _batch_due(self) -> bool:
+        """Whether the queued entries are to be written now (called with the lock held)."""
+        while self._pending and self._held and not self._closing:
+            if self._held_since is None:
+                self._held_since = time.monotonic()
+            remaining = self._held_since + self.hold_max_s - time.monotonic()
+            if remaining <= 0:
+                return True
+            self._wake.wait(remaining)
+        return bool(self._pending) or self._closing
 
     def _write(self, batch: list[StreamEntry]) -> None:
         pipe = self.client.pipeline(transaction=False)

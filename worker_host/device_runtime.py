@@ -218,7 +218,8 @@ class DeviceRuntime:
         `on_dispatched` is called once the claim is won, before the port is used. Returns how
         the command ended, or None when this delivery did not run it.
         """
-        with self._lock:
+        # The command's stream entries go out in one batch once its outcome is recorded.
+        with self._lock, self.stream.holding():
             not_ready = self._settle_before_claim(command_id)
             claimed_at = time.monotonic()
             claim = self.live.claim(command_id, self.node_name, self.device)

@@ -131,3 +131,46 @@ def test_entries_reach_the_stream_in_order_and_read_back_as_events(
     # Bytes that are not UTF-8 come as base64 alone.
     assert "text" not in events[-1][1]
     assert json.loads(base64.b64decode(events[0][1]["data"])) == {"presence": "online"}
+
+
+def test_a_held_commands_entries_go_out_together_when_it_ends(
+    redis_client: redis.Redis, key_prefix: str
+) -> None:
+    # A hold far longer than any pause of a busy machine between these lines.
+    appender = StreamAppender(redis_client, key_prefix, hold_max_s=60.0)
+    key = stream_key(key_prefix, "dev")
+    try:
+        with appender.holding():
+            appender.append(command_entry("dev", "c1", "dispatched"))
+            appender.append(StreamEntry("dev", "tx", b"*IDN?\n", "c1"))
+            appender.append(StreamEntry("dev", "rx", b"HWQ\n", "c1"))
+            appender.append(command_entry("dev", "c1", "done"))
+            # Nothing written yet: the command's entries wait for its end, not for each other.
+            assert redis_client.xlen(key) == 0
+        assert appender.flush()
+    finally:
+        appender.close()
+    kinds = [stream_event(fields)[0] for _, fields in redis_client.xrange(key)]
+    assert kinds == ["command", "tx", "rx", "command"]
+
+
+def test_a_long_command_shows_its_tx_before_it_ends(
+    redis_client: redis.Redis, key_prefix: str
+) -> None:
+    appender = StreamAppender(redis_client, key_prefix)
+    key = stream_key(key_prefix, "dev")
+    try:
+        with appender.holding():
+            appender.append(StreamEntry("dev", "tx", b"MEAS?\n", "c1"))
+            # Still holding, as while a slow device takes its time to answer: a watcher sees
+            # what was written long before the reply comes.
+            deadline = time.monotonic() + REPLY_S
+            while redis_client.xlen(key) == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert redis_client.xlen(key) == 1
+            appender.append(StreamEntry("dev", "rx", b"1.5\n", "c1"))
+            while redis_client.xlen(key) == 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert redis_client.xlen(key) == 2
+    finally:
+        appender.close()
