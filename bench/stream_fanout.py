@@ -1,6 +1,12 @@
 """Many observers on one busy device, through `hwq up` as a user runs it: command latency with
 500 SSE observers (API) and 100 Socket.IO clients (gateway) against without them, whether every
-observer received every chunk, and the memory each observer costs the API and the gateway."""
+observer received every chunk, and the memory each observer costs the API and the gateway.
+
+Commands go as a user sends them: python-requests on one kept-alive session, one
+`POST …/commands?wait=10` each. Turns without observers and with them alternate (alone,
+watched, alone, …, alone), so a machine that slows down or speeds up during the run moves
+both sides alike; the ratio compares the median p50 of each side.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +16,11 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import requests
 
 from bench.common import check, percentile, print_table, script_main
 from bench.procfs import cpu_ticks, process_tree
@@ -21,7 +30,9 @@ from bench.watcher_processes import Watchers
 DEVICE = "sim0"
 SSE_OBSERVERS = 500
 SOCKET_IO_CLIENTS = 100
-ROUND_TRIPS = 200
+ROUND_TRIPS = 300
+# Turns with observers; one turn without them comes before each and after the last.
+WATCHED_TURNS = 3
 WARMUP = 5
 TARGET_RATIO = 1.1
 MIB = 1024 * 1024
@@ -46,94 +57,134 @@ def cpu_ms_per_command(
     return result, {role: t / TICKS_PER_S * 1000 / count for role, t in spent.items()}
 
 
-def round_trips(up: UpProcess, label: str, count: int) -> tuple[list[float], bytes]:
-    """`count` submit → reply round trips of `ECHO <label><i>`; their times and the replies."""
+def round_trips(
+    up: UpProcess, session: requests.Session, label: str, count: int
+) -> tuple[list[float], bytes]:
+    """`count` round trips of `ECHO <label><i>`, one POST ?wait each; their times and replies."""
+    url = f"http://127.0.0.1:{up.api_port}/api/v1/devices/{DEVICE}/commands?wait=10"
     times, replies = [], b""
     for i in range(WARMUP + count):
         started = time.perf_counter()
-        submitted = up.request("POST", f"/devices/{DEVICE}/commands",
-                               {"kind": "line", "payload": f"ECHO {label}{i}"})  # fmt: skip
-        done = up.request("GET", f"/commands/{submitted.body['id']}?wait=10")
+        reply = session.post(url, json={"kind": "line", "payload": f"ECHO {label}{i}"})
         elapsed = time.perf_counter() - started
-        if done.body["state"] != "done":
-            raise RuntimeError(f"command {done.body['id']} ended {done.body['state']}")
+        command = reply.json()
+        if reply.status_code != 200 or command["state"] != "done":
+            raise RuntimeError(f"ECHO {label}{i} answered {reply.status_code}: {reply.text}")
         replies += f"{label}{i}\n".encode()
         if i >= WARMUP:
             times.append(elapsed)
     return times, replies
 
 
-def until_all_see(up: UpProcess, watchers: list[Watchers], label: str) -> str:
+def until_all_see(
+    up: UpProcess, session: requests.Session, watchers: list[Watchers], label: str
+) -> str:
     """Send marker lines until every observer received one; the marker they all saw."""
     for attempt in range(60):
         marker = f"{label}{attempt}"
-        round_trips(up, marker, 0)  # only its warm-up: ECHO <marker>0 … 4
+        round_trips(up, session, marker, 0)  # only its warm-up: ECHO <marker>0 … 4
         line = f"{marker}{WARMUP - 1}"
         if all(w.wait(line, 5) for w in watchers):
             return line
     raise RuntimeError(f"not every observer received the {label} lines")
 
 
+@dataclass
+class WatchedTurn:
+    """One turn with the observers connected: its times, and what they received."""
+
+    times: list[float]
+    cpu: dict[str, float]
+    complete: dict[str, int]
+    rss: dict[str, int]
+
+
+def watched_turn(
+    up: UpProcess, session: requests.Session, sse_count: int, sio_count: int, turn: int, trips: int
+) -> WatchedTurn:
+    """Connect the observers, run `trips` round trips, check what each received, disconnect."""
+    print(f"turn {turn}: connecting {sse_count} SSE and {sio_count} Socket.IO observers",
+          file=sys.stderr)  # fmt: skip
+    api = f"http://127.0.0.1:{up.api_port}"
+    sse = Watchers("sse", api, DEVICE, up.token, sse_count, nice=OBSERVER_NICENESS)
+    sio = Watchers("socket.io", up.gateway_url, DEVICE, up.token, sio_count,
+                   nice=OBSERVER_NICENESS)  # fmt: skip
+    try:
+        sse.connected()
+        sio.connected()
+        start = until_all_see(up, session, [sse, sio], f"start{turn}x")
+        rss = {role: up.resident(role) for role in ("api", "gateway")}
+        print(f"turn {turn}: latency watched", file=sys.stderr)
+        (times, expected), cpu = cpu_ms_per_command(
+            up, [sse, sio], lambda: round_trips(up, session, f"w{turn}x", trips)
+        )
+        until_all_see(up, session, [sse, sio], f"end{turn}x")
+        # The first line after the watched turn: the end markers' first.
+        end = f"end{turn}x00"
+        reports = {"sse": sse.report(start, end), "socket.io": sio.report(start, end)}
+    finally:
+        sse.stop()
+        sio.stop()
+    # Between the start marker and the end one: the turn's replies, all of them.
+    wanted = hashlib.sha256(expected).hexdigest()
+    complete = {kind: sum(o["sha256"] == wanted for o in r["observers"])
+                for kind, r in reports.items()}  # fmt: skip
+    return WatchedTurn(times, cpu, complete, rss)
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     sse_count = 50 if quick else SSE_OBSERVERS
     sio_count = 10 if quick else SOCKET_IO_CLIENTS
     trips = 50 if quick else ROUND_TRIPS
-    with tempfile.TemporaryDirectory(prefix="hwq-fanout-") as home, running_up(
-        Path(home) / "home", sims=1, HWQ_MAX_STREAMS=str(sse_count * 2),
-        HWQ_MAX_STREAMS_PER_TOKEN=str(sse_count * 2),
-    ) as up:  # fmt: skip
-        print("latency alone", file=sys.stderr)
-        (alone_before, _), cpu_alone = cpu_ms_per_command(
-            up, [], lambda: round_trips(up, "a", trips)
+    turns = 1 if quick else WATCHED_TURNS
+    alone: list[list[float]] = []
+    watched: list[WatchedTurn] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="hwq-fanout-") as home,
+        running_up(
+            Path(home) / "home",
+            sims=1,
+            HWQ_MAX_STREAMS=str(sse_count * 2),
+            HWQ_MAX_STREAMS_PER_TOKEN=str(sse_count * 2),
+        ) as up,  # fmt: skip
+        requests.Session() as session,
+    ):
+        session.headers["Authorization"] = f"Bearer {up.token}"
+        print("turn 0: latency alone", file=sys.stderr)
+        (first_alone, _), cpu_alone = cpu_ms_per_command(
+            up, [], lambda: round_trips(up, session, "a0x", trips)
         )
+        alone.append(first_alone)
         rss_before = {role: up.resident(role) for role in ("api", "gateway")}
-        print(f"connecting {sse_count} SSE and {sio_count} Socket.IO observers", file=sys.stderr)
-        api = f"http://127.0.0.1:{up.api_port}"
-        sse = Watchers("sse", api, DEVICE, up.token, sse_count, nice=OBSERVER_NICENESS)
-        sio = Watchers("socket.io", up.gateway_url, DEVICE, up.token, sio_count,
-                       nice=OBSERVER_NICENESS)  # fmt: skip
-        try:
-            sse.connected()
-            sio.connected()
-            start = until_all_see(up, [sse, sio], "start")
-            rss_with = {role: up.resident(role) for role in ("api", "gateway")}
-            print("latency watched", file=sys.stderr)
-            (watched, expected), cpu_watched = cpu_ms_per_command(
-                up, [sse, sio], lambda: round_trips(up, "w", trips)
-            )
-            until_all_see(up, [sse, sio], "end")
-            # The first line after the watched turn: the end markers' first.
-            end = "end00"
-            reports = {"sse": sse.report(start, end), "socket.io": sio.report(start, end)}
-        finally:
-            sse.stop()
-            sio.stop()
-        print("latency alone again", file=sys.stderr)
-        alone_after, _ = round_trips(up, "b", trips)
-    # Between the start marker and the end one: the watched turn's replies, all of them.
-    wanted = hashlib.sha256(expected).hexdigest()
-    complete = {kind: sum(o["sha256"] == wanted for o in r["observers"])
-                for kind, r in reports.items()}  # fmt: skip
-    alone_p50 = statistics.median([percentile(alone_before, 0.5), percentile(alone_after, 0.5)])
-    watched_p50 = percentile(watched, 0.5)
+        for turn in range(1, turns + 1):
+            watched.append(watched_turn(up, session, sse_count, sio_count, turn, trips))
+            print(f"turn {turn}: latency alone again", file=sys.stderr)
+            alone.append(round_trips(up, session, f"a{turn}x", trips)[0])
+    alone_p50 = statistics.median(percentile(times, 0.5) for times in alone)
+    watched_p50 = statistics.median(percentile(turn.times, 0.5) for turn in watched)
     ratio = watched_p50 / alone_p50
-    growth = {role: rss_with[role] - rss_before[role] for role in rss_with}
+    first = watched[0]
+    growth = {role: first.rss[role] - rss_before[role] for role in first.rss}
+    complete = {kind: min(turn.complete[kind] for turn in watched) for kind in first.complete}
     return {
         "sse_observers": sse_count,
         "socket_io_clients": sio_count,
         "round_trips": trips,
+        "watched_turns": turns,
+        "alone_p50s_ms": [percentile(times, 0.5) * 1000 for times in alone],
+        "watched_p50s_ms": [percentile(turn.times, 0.5) * 1000 for turn in watched],
         "alone_p50_ms": alone_p50 * 1000,
-        "alone_p99_ms": percentile(alone_before + alone_after, 0.99) * 1000,
+        "alone_p99_ms": percentile([t for times in alone for t in times], 0.99) * 1000,
         "watched_p50_ms": watched_p50 * 1000,
-        "watched_p99_ms": percentile(watched, 0.99) * 1000,
+        "watched_p99_ms": percentile([t for turn in watched for t in turn.times], 0.99) * 1000,
         "complete_sse": complete["sse"],
         "complete_socket_io": complete["socket.io"],
-        "api_rss_mib": [rss_before["api"] / MIB, rss_with["api"] / MIB],
-        "gateway_rss_mib": [rss_before["gateway"] / MIB, rss_with["gateway"] / MIB],
+        "api_rss_mib": [rss_before["api"] / MIB, first.rss["api"] / MIB],
+        "gateway_rss_mib": [rss_before["gateway"] / MIB, first.rss["gateway"] / MIB],
         "api_kib_per_sse_observer": growth["api"] / 1024 / sse_count,
         "gateway_kib_per_socket_io_client": growth["gateway"] / 1024 / sio_count,
         "cpu_ms_per_command_alone": cpu_alone,
-        "cpu_ms_per_command_watched": cpu_watched,
+        "cpu_ms_per_command_watched": first.cpu,
         "targets": [
             check("p50 watched / alone", ratio, "<=", TARGET_RATIO),
             check(
@@ -148,11 +199,15 @@ def report(results: dict[str, Any]) -> None:
     print_table("stream fan-out (hwq up, one busy device)", [
         ("figure", "value"),
         ("observers", f"{r['sse_observers']} SSE + {r['socket_io_clients']} Socket.IO"),
+        ("p50 of each turn alone", " ".join(f"{v:.1f}" for v in r["alone_p50s_ms"]) + " ms"),
+        ("p50 of each turn watched",
+         " ".join(f"{v:.1f}" for v in r["watched_p50s_ms"]) + " ms"),
         ("latency alone p50 / p99", f"{r['alone_p50_ms']:.1f} / {r['alone_p99_ms']:.1f} ms"),
         ("latency watched p50 / p99",
          f"{r['watched_p50_ms']:.1f} / {r['watched_p99_ms']:.1f} ms"),
-        ("every chunk: SSE", f"{r['complete_sse']} / {r['sse_observers']}"),
-        ("every chunk: Socket.IO", f"{r['complete_socket_io']} / {r['socket_io_clients']}"),
+        ("every chunk, in every turn: SSE", f"{r['complete_sse']} / {r['sse_observers']}"),
+        ("every chunk, in every turn: Socket.IO",
+         f"{r['complete_socket_io']} / {r['socket_io_clients']}"),
         ("API RSS before → with", "{:.1f} → {:.1f} MiB".format(*r["api_rss_mib"])),
         ("gateway RSS before → with", "{:.1f} → {:.1f} MiB".format(*r["gateway_rss_mib"])),
         ("API per SSE observer", f"{r['api_kib_per_sse_observer']:.1f} KiB"),
