@@ -98,56 +98,42 @@ def _wait_until(
     raise RuntimeError(f"{what} did not start:\n{output}")
 
 
-def handbuilt_round_trips(session: requests.Session, url: str, numbers: range) -> list[float]:
-    """POST /query `ECHO i` to the hand-built endpoint, for each i in turn."""
+def timed(numbers: range, round_trip: Callable[[int], str]) -> list[float]:
+    """Time `round_trip(i)` for each i in turn; each must answer `i` (the ECHO's text)."""
     samples = []
     for i in numbers:
         started = time.perf_counter()
-        reply = session.post(url, json={"payload": f"ECHO {i}"}, timeout=15)
+        text = round_trip(i)
         samples.append(time.perf_counter() - started)
-        assert reply.json()["text"] == str(i), reply.text
+        assert text == str(i), f"ECHO {i} answered {text!r}"
     return samples
 
 
-def client_run_round_trips(client: Client, device: str, numbers: range) -> list[float]:
-    """`Client.run(device, "ECHO i")`, for each i in turn."""
-    samples = []
-    for i in numbers:
-        started = time.perf_counter()
-        command = client.run(device, f"ECHO {i}")
-        samples.append(time.perf_counter() - started)
-        assert command.text == str(i), command
-    return samples
+def handbuilt_echo(session: requests.Session, url: str, i: int) -> str:
+    """POST /query `ECHO i` to the hand-built endpoint."""
+    return str(session.post(url, json={"payload": f"ECHO {i}"}, timeout=15).json()["text"])
 
 
-def post_wait_round_trips(
-    session: requests.Session, base: str, device: str, numbers: range
-) -> list[float]:
-    """POST …/commands?wait=10 with requests, for each i in turn."""
-    samples = []
-    for i in numbers:
-        started = time.perf_counter()
-        body = {"kind": "line", "payload": f"ECHO {i}"}
-        url = f"{base}/devices/{device}/commands?wait=10"
-        reply = session.post(url, json=body, timeout=30)
-        samples.append(time.perf_counter() - started)
-        assert reply.status_code == 200 and reply.json()["response"]["text"] == str(i), reply.text
-    return samples
+def client_run_echo(client: Client, device: str, i: int) -> str:
+    """`Client.run(device, "ECHO i")`."""
+    return str(client.run(device, f"ECHO {i}").text)
 
 
-def submit_then_wait_round_trips(
-    session: requests.Session, base: str, device: str, numbers: range
-) -> list[float]:
-    """POST the command, then GET it with ?wait=10, with requests, for each i in turn."""
-    samples = []
-    for i in numbers:
-        started = time.perf_counter()
-        body = {"kind": "line", "payload": f"ECHO {i}"}
-        submitted = session.post(f"{base}/devices/{device}/commands", json=body, timeout=30)
-        reply = session.get(f"{base}/commands/{submitted.json()['id']}?wait=10", timeout=30)
-        samples.append(time.perf_counter() - started)
-        assert reply.json()["response"]["text"] == str(i), reply.text
-    return samples
+def post_wait_echo(session: requests.Session, base: str, device: str, i: int) -> str:
+    """POST …/commands?wait=10 with requests."""
+    body = {"kind": "line", "payload": f"ECHO {i}"}
+    url = f"{base}/devices/{device}/commands?wait=10"
+    reply = session.post(url, json=body, timeout=30)
+    assert reply.status_code == 200, reply.text
+    return str(reply.json()["response"]["text"])
+
+
+def submit_then_wait_echo(session: requests.Session, base: str, device: str, i: int) -> str:
+    """POST the command, then GET it with ?wait=10, with requests."""
+    body = {"kind": "line", "payload": f"ECHO {i}"}
+    submitted = session.post(f"{base}/devices/{device}/commands", json=body, timeout=30)
+    reply = session.get(f"{base}/commands/{submitted.json()['id']}?wait=10", timeout=30)
+    return str(reply.json()["response"]["text"])
 
 
 def run(quick: bool = False, rounds: int | None = None) -> dict[str, Any]:
@@ -170,12 +156,12 @@ def run(quick: bool = False, rounds: int | None = None) -> dict[str, Any]:
             Client(base, up.token) as client,
         ):
             hwq_session.headers["Authorization"] = f"Bearer {up.token}"
-            turns: dict[str, Callable[[range], list[float]]] = {
-                "handbuilt": lambda n: handbuilt_round_trips(handbuilt_session, url, n),
-                "hwq_client_run": lambda n: client_run_round_trips(client, device, n),
-                "hwq_post_wait": lambda n: post_wait_round_trips(hwq_session, base, device, n),
-                "hwq_submit_then_wait": lambda n: submit_then_wait_round_trips(
-                    hwq_session, base, device, n
+            echoes: dict[str, Callable[[int], str]] = {
+                "handbuilt": lambda i: handbuilt_echo(handbuilt_session, url, i),
+                "hwq_client_run": lambda i: client_run_echo(client, device, i),
+                "hwq_post_wait": lambda i: post_wait_echo(hwq_session, base, device, i),
+                "hwq_submit_then_wait": lambda i: submit_then_wait_echo(
+                    hwq_session, base, device, i
                 ),
             }
             for block, start in enumerate(range(0, rounds, BLOCK)):
@@ -183,9 +169,8 @@ def run(quick: bool = False, rounds: int | None = None) -> dict[str, Any]:
                 # Each block starts with the next side, so no side always follows the same one.
                 order = SIDES[block % len(SIDES) :] + SIDES[: block % len(SIDES)]
                 for name in order:
-                    round_trips = turns[name]
-                    round_trips(range(WARMUP_PER_TURN))
-                    samples[name] += round_trips(numbers)
+                    timed(range(WARMUP_PER_TURN), echoes[name])
+                    samples[name] += timed(numbers, echoes[name])
                     if name.startswith("hwq"):
                         common.settle_on(redis_url, DEFAULT_KEY_PREFIX)
                 common.progress("round trips of each", numbers.stop, rounds)
