@@ -23,7 +23,8 @@ from tasks.live_store import LiveStore
 from tasks.presence_store import PresenceStore
 from tasks.queues import device_queue, device_worker_name
 from worker_host.command_pump import CommandPump
-from worker_host.device_runtime import DeviceRuntime, serial_transport
+from worker_host.device_port import serial_transport
+from worker_host.device_runtime import DeviceRuntime
 from worker_host.port_watch import PortWatch
 from worker_host.program_command import ProgramPolicy
 from worker_host.program_limits import ProgramLimits

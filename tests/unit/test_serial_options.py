@@ -8,7 +8,7 @@ import pytest
 import serial
 
 from tasks.device_options import OptionError, SerialLine, check_options, serial_line
-from worker_host.device_runtime import serial_transport
+from worker_host.device_port import serial_transport
 from worker_host.transport import SerialTransport
 
 
