@@ -25,9 +25,19 @@ def main() -> None:
 
 
 def _register() -> None:
-    from hwq.cli import client, gateway_role, host_role, hosts, poll_device, roles, up
+    from hwq.cli import (
+        commands,
+        devices,
+        gateway_role,
+        host_role,
+        hosts,
+        poll_device,
+        roles,
+        run,
+        up,
+    )
 
-    for module in (roles, client, up, hosts, host_role, gateway_role, poll_device):
+    for module in (roles, devices, run, commands, up, hosts, host_role, gateway_role, poll_device):
         for command in module.COMMANDS:
             main.add_command(command)
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from hwq.cli.client import devices, format_table, json_or_text
+from hwq.cli.devices import devices
+from hwq.cli.formatting import format_table, json_or_text
 from hwq.http_client import ApiClient
 
 PORT_COLUMNS = ("host", "path", "by-id", "vid:pid", "serial", "description", "device")

@@ -81,14 +81,19 @@ def server_worker() -> None:
     app.worker_main(
         [
             "worker",
-            "--queues", SERVER_QUEUE,
-            "--hostname", f"server@{settings.hostname}",
-            "--pool", "threads",
-            "--concurrency", str(SERVER_WORKER_THREADS),
+            "--queues",
+            SERVER_QUEUE,
+            "--hostname",
+            f"server@{settings.hostname}",
+            "--pool",
+            "threads",
+            "--concurrency",
+            str(SERVER_WORKER_THREADS),
             "--without-gossip",
             "--without-mingle",
             "--task-events",
-            "--loglevel", settings.log_level,
+            "--loglevel",
+            settings.log_level,
         ]  # fmt: skip
     )
 
@@ -184,8 +189,7 @@ def flower(port: int | None, address: str) -> None:
         auth = auth_file.read_text().strip()
     if not auth or ":" not in auth:
         raise click.ClickException(
-            "Flower needs a login: set HWQ_FLOWER_AUTH=user:password "
-            f"(or write it to {auth_file})"
+            f"Flower needs a login: set HWQ_FLOWER_AUTH=user:password (or write it to {auth_file})"
         )
     # Passed through the environment so the password never shows in a process listing.
     os.environ["FLOWER_BASIC_AUTH"] = auth
@@ -336,9 +340,7 @@ def _running_system_settings() -> Settings:
 
 
 @token.command("create")
-@click.option(
-    "--role", required=True, type=click.Choice(["admin", "operator", "viewer", "device"])
-)
+@click.option("--role", required=True, type=click.Choice(["admin", "operator", "viewer", "device"]))
 @click.option("--name", required=True, help="Who or what the token is for.")
 @click.option("--device", default=None, help="The device a device token acts for (required).")
 def token_create(role: str, name: str, device: str | None) -> None:
@@ -362,7 +364,7 @@ def token_create(role: str, name: str, device: str | None) -> None:
 @token.command("list")
 def token_list() -> None:
     """Every token as a table, over the API as an admin (HWQ_URL, HWQ_TOKEN)."""
-    from hwq.cli.client import format_table
+    from hwq.cli.formatting import format_table
     from hwq.http_client import ApiClient
 
     items = ApiClient.from_env().list_tokens()
