@@ -22,9 +22,10 @@ from tasks.device_options import SERIAL_LINE_OPTIONS, DeviceProfile, device_prof
 from tasks.device_stream import StreamAppender, StreamEntry, command_entry, presence_entry
 from tasks.errors import DeviceError, ReplyTimeout
 from tasks.lifecycle import State
-from tasks.live_store import LiveStore, TransitionResult
+from tasks.live_store import LiveStore
 from tasks.queues import SERVER_QUEUE
 from tasks.redis_replies import members
+from tasks.transition_script import TransitionResult
 from worker_host.exchange import DeviceExchange
 from worker_host.port_address import PortAddress
 from worker_host.port_reader import PortReader
