@@ -23,9 +23,10 @@ from typing import Any
 from tasks.command_record import utc_now_iso
 from tasks.command_values import CommandValues
 from tasks.lifecycle import State
-from tasks.live_store import LiveStore, TransitionResult
+from tasks.live_store import LiveStore
 from tasks.messages import command_of
 from tasks.poll_stream import handed_out_entries, write_entries, write_entries_async
+from tasks.transition_script import TransitionResult
 
 log = logging.getLogger("hwq.poll")
 

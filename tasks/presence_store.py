@@ -17,7 +17,8 @@ import redis
 from redis.typing import EncodableT, FieldT
 
 from tasks.command_record import utc_now_iso
-from tasks.live_store import PRESENCE_TTL_S, LiveStore
+from tasks.live_devices import PRESENCE_TTL_S
+from tasks.live_store import LiveStore
 from tasks.redis_replies import members, text
 
 ONLINE = "online"

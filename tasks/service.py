@@ -40,10 +40,11 @@ from tasks.errors import (
 )
 from tasks.host_reads import HostReads
 from tasks.lifecycle import TERMINAL, State, is_settled_for_wait
-from tasks.live_store import LiveStore, TransitionResult
+from tasks.live_store import LiveStore
 from tasks.recently_accepted import RecentlyAccepted
 from tasks.store_health import RETRY_AFTER_S, AdmissionGuard, health_report
 from tasks.token_access import TokenAccess
+from tasks.transition_script import TransitionResult
 
 log = logging.getLogger("hwq.service")
 

@@ -21,7 +21,8 @@ from tasks.command_values import CommandValues
 from tasks.device_stream import StreamAppender, command_entry
 from tasks.errors import DeviceError, ReplyTimeout
 from tasks.lifecycle import State
-from tasks.live_store import LiveStore, TransitionResult
+from tasks.live_store import LiveStore
+from tasks.transition_script import TransitionResult
 from worker_host.command_outcome import Outcome, OutcomeRecorder
 from worker_host.device_port import DevicePort
 from worker_host.program_command import ProgramPolicy, ProgramTimedOut

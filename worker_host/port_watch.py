@@ -14,7 +14,7 @@ import time
 
 import redis
 
-from tasks.live_store import PRESENCE_TTL_S
+from tasks.live_devices import PRESENCE_TTL_S
 from tasks.presence_store import PresenceStore
 from worker_host.device_runtime import DeviceRuntime
 

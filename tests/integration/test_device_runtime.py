@@ -11,7 +11,8 @@ import redis
 from celery import Celery
 
 from tasks.lifecycle import State
-from tasks.live_store import LiveStore, TransitionResult
+from tasks.live_store import LiveStore
+from tasks.transition_script import TransitionResult
 from worker_host.device_runtime import DeviceRuntime
 
 from command_factory import command_values

@@ -18,7 +18,8 @@ LAYERS = """
 from tasks.command_values import CommandValues
 from tasks.db.ledger import command_row, command_view
 from tasks.db.models import CommandRow
-from tasks.live_store import LiveStore, TransitionResult
+from tasks.live_store import LiveStore
+from tasks.transition_script import TransitionResult
 
 
 def device_runtime(claim: TransitionResult) -> object:
