@@ -47,6 +47,7 @@ from tasks.command_record import public_view
 from tasks.connections import async_redis_client
 from tasks.lifecycle import is_settled_for_wait
 from tasks.service import HwqService
+from tasks.token_access import Generation
 
 log = logging.getLogger("hwq.api")
 
@@ -71,6 +72,9 @@ class Incoming:
     principal: Principal | None = None
     token: str = ""
     log_fields: dict[str, object] = field(default_factory=dict)
+    # Set when the principal came from the token cache alone: the generation it was valid
+    # at, which the submission's create checks (a 1-tuple, as None is a generation too).
+    unchecked_generation: tuple[Generation] | None = None
 
     def __post_init__(self) -> None:
         self.method: str = self.scope["method"]
@@ -143,20 +147,23 @@ class Front:
         if endpoint == STREAM_ENDPOINT and request.method == "GET":
             await self._stream(request, args["name"], receive, send)
             return
+        taken, wait_s = False, None
+        if endpoint == SUBMIT_ENDPOINT and role is not None and request.has_body:
+            taken, wait_s = taken_query(request.scope["query_string"])
         body, unread = b"", False
         if request.has_body:
             if endpoint is None:
                 # A 404 or 405 needs no body: it is never read.
                 unread = True
             else:
-                if role is not None:
+                if taken:
+                    self._authenticate_from_cache(request)
+                if role is not None and request.principal is None:
                     await self._authenticate(request)
                 body = await self._read_body(receive, limit)
-        if endpoint == SUBMIT_ENDPOINT and role is not None and request.has_body:
-            taken, wait_s = taken_query(request.scope["query_string"])
-            if taken:
-                await submit(self, request, args["name"], role, body, wait_s, receive, send)
-                return
+        if taken and role is not None:
+            await submit(self, request, args["name"], role, body, wait_s, receive, send)
+            return
         await self._run_app(request, body, send, close=unread)
 
     def _route(self, method: str, path: str) -> tuple[str | None, dict[str, Any], str | None]:
@@ -189,6 +196,16 @@ class Front:
             principal = await self.bridge.run_blocking(self.service.authenticate, token)
         request.principal, request.token = principal, token
         return principal
+
+    def _authenticate_from_cache(self, request: Incoming) -> None:
+        """A submission's token from the cache alone, with no Redis round trip: the create
+        checks, atomically, that no token was revoked since (api/submit_front.py). A token
+        not cached is left to `_authenticate`."""
+        token = bearer_token(request.headers.get("authorization", ""))
+        cached = self.service.cached_as_last_read(token)
+        if cached is not None:
+            request.principal, request.token = cached[0], token
+            request.unchecked_generation = (cached[1],)
 
     async def _read_body(self, receive: Receive, limit: int) -> bytes:
         """The whole body, at most `limit` bytes, within the body timeout."""

@@ -22,6 +22,7 @@ from api.commands import submission_of, submitted_status
 from api.held_waits import ClientGone
 from api.inputs import IDEMPOTENCY_KEY_HEADER, checked_idempotency_key, validated_body
 from api.schemas import CommandSubmit, CommandWaitQuery
+from tasks.errors import TokensChanged
 from tasks.lifecycle import is_settled_for_wait
 
 if TYPE_CHECKING:
@@ -85,8 +86,19 @@ async def _accepted(
     check_role(request.principal, role)
     submission = submission_of(validated_body(CommandSubmit, body))
     key = checked_idempotency_key(request.headers.get(IDEMPOTENCY_KEY_HEADER.lower()))
-    command: dict[str, Any] = await front.bridge.run_blocking(
-        front.service.submit, device, request.principal.name, submission, key
-    )
+    unchecked = request.unchecked_generation
+    try:
+        command: dict[str, Any] = await front.bridge.run_blocking(
+            front.service.submit, device, request.principal.name, submission, key,
+            *(unchecked or ()),
+        )  # fmt: skip
+    except TokensChanged:
+        # A token was revoked since this one's cached lookup: it is looked up again (401 if
+        # it was the one), and the submission, refused with nothing kept, made again.
+        principal = await front._authenticate(request, request.token)
+        check_role(principal, role)
+        command = await front.bridge.run_blocking(
+            front.service.submit, device, principal.name, submission, key
+        )
     request.log_fields["command"] = command["id"]
     return command

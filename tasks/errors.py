@@ -57,6 +57,16 @@ class Conflict(CommandStateError):
     """A resource with that name exists already, or is busy."""
 
 
+class TokensChanged(HwqError):
+    """A token was revoked since the submitting one was checked: it must be checked again.
+
+    Never an answer: the front door checks the token anew and submits again.
+    """
+
+    status = 401
+    title = "Unauthorized"
+
+
 class QueueFull(HwqError):
     """The device already holds as many queued commands as it may."""
 

@@ -79,6 +79,7 @@ class LiveStore(LiveDevices):
         reply_timeout_s: float | None = None,
         restore_as: State | None = None,
         detail: str = "accepted",
+        token_check: tuple[str, str] | None = None,
     ) -> TransitionResult:
         """Store a new command as queued, unless its device already holds `queue_cap`.
 
@@ -92,6 +93,8 @@ class LiveStore(LiveDevices):
         back within the timeout, or a connection lost after sending, raises `OutcomeUnknown`.
         Sending the same create again is harmless: it finds the command and changes nothing.
         `restore_as`: the state a command the ledger holds comes back in after Redis lost it.
+        `token_check` = (generation key, generation): refused (`tokens_changed`) unless no
+        token was revoked since the submitting one was checked at that generation.
         """
         options: dict[str, Any] = {
             "cap": queue_cap,
@@ -101,6 +104,8 @@ class LiveStore(LiveDevices):
             options["queue"], options["message"] = enqueue
         if restore_as is not None:
             options["state"] = restore_as.value
+        if token_check is not None:
+            options["generation_key"], options["generation"] = token_check
         if reply_timeout_s is None:
             return self._run(
                 "create", values["id"], detail=detail, extra=json.dumps(options), fields=values

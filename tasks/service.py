@@ -37,13 +37,14 @@ from tasks.errors import (
     OutcomeUnknown,
     QueueFull,
     StoreNearlyFull,
+    TokensChanged,
 )
 from tasks.host_reads import HostReads
 from tasks.lifecycle import TERMINAL, State, is_settled_for_wait
 from tasks.live_store import LiveStore
 from tasks.recently_accepted import RecentlyAccepted
 from tasks.store_health import RETRY_AFTER_S, AdmissionGuard, health_report
-from tasks.token_access import TokenAccess
+from tasks.token_access import Generation, TokenAccess
 from tasks.transition_script import TransitionResult
 
 log = logging.getLogger("hwq.service")
@@ -218,11 +219,15 @@ class HwqService(TokenAccess, DeviceActivation, HostReads):
         user: str,
         request: dict[str, Any],
         idempotency_key: str | None = None,
+        token_generation: Generation | None = None,
     ) -> dict[str, Any]:
         """Accept a command: ledger row, live state, then the message to the device's queue.
 
         With `idempotency_key`, a repeat of the same submission by the same user returns the
         command the first one made; a different submission under that key is refused.
+        `token_generation`: the token generation at which the user's token was last found
+        valid (a cached lookup); the create then refuses with TokensChanged if any token was
+        revoked since, atomically with queueing the command.
         """
         # The mirrored settings; an unknown device is a 404 before any row exists.
         config = self._submission_config(device)
@@ -262,7 +267,7 @@ class HwqService(TokenAccess, DeviceActivation, HostReads):
             if idempotency_key is None:
                 raise
             return self._repeated_submission(user, idempotency_key, values["request_digest"])
-        values["created_at"] = self._create(values)
+        values["created_at"] = self._create(values, self._token_check(token_generation))
         self._accepted.add(values["id"])
         log.info(
             "command accepted",
@@ -270,7 +275,13 @@ class HwqService(TokenAccess, DeviceActivation, HostReads):
         )
         return public_view({**values, "state": State.QUEUED.value})
 
-    def _create(self, values: CommandValues) -> str:
+    def _token_check(self, generation: Generation | None) -> tuple[str, str] | None:
+        if generation is None:
+            return None
+        text = generation.decode() if isinstance(generation, bytes) else generation
+        return self.token_generation_key, text or ""
+
+    def _create(self, values: CommandValues, token_check: tuple[str, str] | None = None) -> str:
         """The command's live state and message; returns created_at as Redis stamped it.
 
         Once the create has been sent, the command counts as accepted: Redis may have run it
@@ -288,6 +299,7 @@ class HwqService(TokenAccess, DeviceActivation, HostReads):
                 self.settings.queue_cap,
                 enqueue=message,
                 reply_timeout_s=self.reply_timeout_s,
+                token_check=token_check,
             )
             if result.unknown_device:
                 # The mirror may be gone after Redis lost its data: SQL decides, then retry.
@@ -297,14 +309,18 @@ class HwqService(TokenAccess, DeviceActivation, HostReads):
                     self.settings.queue_cap,
                     enqueue=message,
                     reply_timeout_s=self.reply_timeout_s,
+                    token_check=token_check,
                 )
         except OutcomeUnknown as e:
-            return self._create_again(values, message, e)
+            return self._create_again(values, message, e, token_check)
         except (redis.RedisError, NotFound) as e:
             self._forget_row(values["id"])
             if isinstance(e, redis.ResponseError) and str(e).startswith("OOM"):
                 raise StoreNearlyFull("Redis is full; try again shortly", RETRY_AFTER_S) from e
             raise
+        if result.tokens_changed:
+            self._forget_row(values["id"])
+            raise TokensChanged("a token was revoked since this one was checked")
         if result.queue_full:
             self._forget_row(values["id"])
             raise QueueFull(
@@ -313,7 +329,11 @@ class HwqService(TokenAccess, DeviceActivation, HostReads):
         return _created_at(result, values)
 
     def _create_again(
-        self, values: CommandValues, message: tuple[str, str], first: OutcomeUnknown
+        self,
+        values: CommandValues,
+        message: tuple[str, str],
+        first: OutcomeUnknown,
+        token_check: tuple[str, str] | None,
     ) -> str:
         context = {"device": values["device"], "command": values["id"]}
         log.warning("create unanswered; sending it again", extra={**context, "error": str(first)})
@@ -323,11 +343,18 @@ class HwqService(TokenAccess, DeviceActivation, HostReads):
             try:
                 # The first create may have run: the queue cap no longer decides.
                 result = self.live.create(
-                    values, UNCAPPED, enqueue=message, reply_timeout_s=self.reply_timeout_s
+                    values,
+                    UNCAPPED,
+                    enqueue=message,
+                    reply_timeout_s=self.reply_timeout_s,
+                    token_check=token_check,
                 )
                 if result.unknown_device:
                     self._device_config(values["device"])
                     continue
+                if result.tokens_changed:  # the first did not run, and this one did not
+                    self._forget_row(values["id"])
+                    raise TokensChanged("a token was revoked since this one was checked")
                 return _created_at(result, values)
             except (redis.RedisError, OutcomeUnknown, NotFound, SQLAlchemyError) as e:
                 log.warning("create still unanswered", extra={**context, "error": str(e)})

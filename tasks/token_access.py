@@ -27,6 +27,9 @@ TOKEN_CACHE_TTL_S = 60.0
 # At most this many tokens are cached, the least recently used dropped first.
 TOKEN_CACHE_SIZE = 10_000
 
+# The revocation generation's value as Redis returns it; None before any revocation.
+Generation = bytes | str | None
+
 
 class TokenAccess:
     """The token operations of the service; it supplies the settings, Redis and the database."""
@@ -40,7 +43,7 @@ class TokenAccess:
         self._token_cache: TTLCache[str, Principal] = TTLCache(
             maxsize=TOKEN_CACHE_SIZE, ttl=TOKEN_CACHE_TTL_S
         )
-        self._token_generation: bytes | str | None = None
+        self._token_generation: Generation = None
         self._token_lock = threading.Lock()
 
     @property
@@ -48,13 +51,21 @@ class TokenAccess:
         """The Redis key a revocation moves on, so every API process drops its cached tokens."""
         return f"{self.settings.key_prefix}:tokens:generation"
 
-    def cached_principal(self, token: str, generation: bytes | str | None) -> Principal | None:
+    def cached_principal(self, token: str, generation: Generation) -> Principal | None:
         """The principal behind a token looked up in the last minute, without touching SQL,
         if no token was revoked since (`generation`: the key's value read just before)."""
         with self._token_lock:
             if generation != self._token_generation:
                 return None
             return self._token_cache.get(token)
+
+    def cached_as_last_read(self, token: str) -> tuple[Principal, Generation] | None:
+        """The principal behind a token looked up in the last minute, and the generation
+        last read, at which it was valid; whoever acts on it must check that no token was
+        revoked since (as a submission's create does, atomically)."""
+        with self._token_lock:
+            principal = self._token_cache.get(token)
+            return None if principal is None else (principal, self._token_generation)
 
     def authenticate(self, token: str) -> Principal:
         """The principal behind a bearer token."""

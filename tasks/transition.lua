@@ -5,14 +5,17 @@
 -- ARGV: 1 key prefix, 2 mode ("create" | "move" | "claim"), 3 command id, 4 now (ISO 8601),
 --       5 detail, 6 expected states ("*" or comma list), 7 target states (comma list,
 --       applied in order), 8 lease seconds ("" for none), 9 create only: JSON
---       {cap, device_key, queue?, message?, stamp?, state?}: the device's queue cap and settings
---       key, the broker list and Celery message to push once the command is stored, whether
---       to stamp created_at from Redis's clock, and the state a command restored from the
---       ledger comes back in (queued by default); claim only: the claiming worker's device
---       ("" for any), 10.. field/value pairs to store with the change.
+--       {cap, device_key, queue?, message?, stamp?, state?, generation_key?, generation?}:
+--       the device's queue cap and settings key, the broker list and Celery message to push
+--       once the command is stored, whether to stamp created_at from Redis's clock, the
+--       state a command restored from the ledger comes back in (queued by default), and the
+--       token generation the submitting token was checked at ("" for none yet); claim only:
+--       the claiming worker's device ("" for any), 10.. field/value pairs to store with the
+--       change.
 -- Returns {code, previous state, new state}: code 1 moved, 0 refused, -1 no such command,
--- -2 device queue full, -3 device not registered (both create only), -4 the command is
--- another device's (claim only; the reply's fourth item names that device). A won claim
+-- -2 device queue full, -3 device not registered, -5 a token was revoked since the generation
+-- the create names (all three create only), -4 the command is another device's (claim
+-- only; the reply's fourth item names that device). A won claim
 -- also returns the command's fields, so the worker needs no second round trip before it
 -- talks to the device; a stamped create returns {'created_at', time}.
 
@@ -133,6 +136,12 @@ if mode == 'create' then
     return {0, redis.call('HGET', cmd_key, 'state'), '', {'created_at', created_at}}
   end
   local options = cjson.decode(extra)
+  -- A submission whose token was checked against a cached lookup: no token may have been
+  -- revoked since that lookup, or the token is checked again first.
+  if options.generation_key and
+      (redis.call('GET', options.generation_key) or '') ~= options.generation then
+    return {-5, '', ''}
+  end
   if redis.call('EXISTS', options.device_key) == 0 then return {-3, '', ''} end
   if redis.call('ZCARD', device_key(device, 'queued')) >= options.cap then return {-2, '', ''} end
   local initial = options.state or 'queued'

@@ -46,6 +46,8 @@ class TransitionResult:
     queue_full: bool = False
     # The command's device has no settings in Redis (create only).
     unknown_device: bool = False
+    # A token was revoked since the generation the create was given (create only).
+    tokens_changed: bool = False
     # The command's values, returned by a claim this delivery won.
     values: CommandValues | None = None
     # When the command reached its queue, by Redis's clock (a stamped create only).
@@ -110,6 +112,7 @@ def transition_result(reply: list[Any]) -> TransitionResult:
         exists=code != -1,
         queue_full=code == -2,
         unknown_device=code == -3,
+        tokens_changed=code == -5,
         values=values,
         created_at=created_at,
     )

@@ -150,3 +150,30 @@ def test_events_name_who_cancelled_or_analysed(stack: Stack, device_name: str) -
 
     assert details(queued)[-1] == "cancelled by alice"
     assert details(manual)[-1] == "analysis recorded by alice"
+
+
+def test_a_revoked_token_cannot_submit_even_right_after_a_cached_submission(
+    stack: Stack, second_api: str, device_name: str
+) -> None:
+    # Submissions check a cached token without a round trip of their own: the command's
+    # create refuses them atomically if any token was revoked since (DESIGN §3: "revoke one
+    # (204), at once on every API process").
+    stack.add_sim_device(device_name, worker=False)
+    token, bystander = new_token(stack, "revoked-carol"), new_token(stack, "bystander-dan")
+    body = {"kind": "line", "payload": "*IDN?"}
+    path = f"/devices/{device_name}/commands"
+    for who in (token, bystander):
+        assert stack.request("POST", path, token=who, body=body).status == 202
+        assert http("POST", f"{second_api}{path}", token=who, body=body).status == 202
+    queued = stack.device(device_name)["queue_depth"]
+
+    item = listed(stack, "revoked-carol")
+    assert stack.request("DELETE", f"/tokens/{item['id']}").status == 204
+    refused = http("POST", f"{second_api}{path}", token=token, body=body)
+    assert refused.status == 401, refused.body
+    assert stack.request("POST", path, token=token, body=body).status == 401
+    # Nothing of the refused submissions stays, and other tokens submit as before.
+    assert stack.device(device_name)["queue_depth"] == queued
+    assert http("POST", f"{second_api}{path}", token=bystander, body=body).status == 202
+    assert stack.request("POST", path, token=bystander, body=body).status == 202
+    assert stack.device(device_name)["queue_depth"] == queued + 2
