@@ -219,10 +219,11 @@ def test_the_rx_channel_carries_what_the_device_stream_holds(
     try:
         mine, theirs = Received(admin, device_name), Received(other, device_name)
         stream = gateway.key(f"stream:{device_name}")
-        # The live stream as the device worker writes it (shared contract, DESIGN §9); the
-        # gateway's readers join the clients' rooms within a refresh.
+        # The live stream as the device worker writes it (shared contract, DESIGN §9). The
+        # viewer, connected after the device was added, joins its room at once; the admin,
+        # connected before, at the gateway's next refresh: entries keep coming until both do.
         deadline = time.monotonic() + 30
-        while not theirs.chunks and time.monotonic() < deadline:
+        while not (mine.chunks and theirs.chunks) and time.monotonic() < deadline:
             gateway.redis.xadd(
                 stream, {"kind": "tx", "at": "t", "data": b"not rx", "command_id": ""}
             )
