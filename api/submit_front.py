@@ -7,6 +7,9 @@ for each; here it pays for the checks the view makes (the same functions, api/in
 api/commands.py), one hop to the pool for the service's ledger insert and Redis create, and
 the answer. A query the front door does not take as it is (an unknown parameter, a `wait`
 out of range) goes to the view, which answers it as it always has.
+
+A token found in the cache costs no Redis read here: the create itself refuses the command
+if any token was revoked since that lookup (TokensChanged), and the token is looked up again.
 """
 
 from __future__ import annotations
