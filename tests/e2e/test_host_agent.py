@@ -57,11 +57,13 @@ def test_usb_adapter_listed_resolved_and_renumbered(fleet: HostFleet, stack: Sta
     assert port["manufacturer"] == "HWQ" and port["product"] == "Sim scpi"
     assert stack.wait(stack.submit(name, "ECHO before"))["response"] == {"text": "before"}
 
+    # The waits are generous: a machine busy with other suites takes its time, and how fast
+    # a missing port shows is asserted in the next test.
     fleet.unplug(name)
-    fleet.wait_presence(name, "port-missing", timeout=10)
+    fleet.wait_presence(name, "port-missing")
     fleet.replug(name)
     stack.wait_for(lambda: os.path.realpath(link) != first_path, "a new terminal")
-    fleet.wait_presence(name, "online", timeout=15)
+    fleet.wait_presence(name, "online")
     assert listed()["path"] == os.path.realpath(link)
     assert stack.wait(stack.submit(name, "ECHO after"))["response"] == {"text": "after"}
 
@@ -84,7 +86,7 @@ def test_unplugged_port_holds_the_queue_until_it_returns(fleet: HostFleet, stack
         assert stack.request("GET", f"/commands/{command_id}").body["state"] == "queued"
 
     fleet.replug(name)
-    fleet.wait_presence(name, "online", timeout=15)
+    fleet.wait_presence(name, "online")
     finished = [stack.wait(command_id) for command_id in waiting]
     assert [c["response"] for c in finished] == [{"text": str(i)} for i in range(3)]
     dispatched = [c["dispatched_at"] for c in finished]
