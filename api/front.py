@@ -161,7 +161,8 @@ class Front:
                 if role is not None and request.principal is None:
                     await self._authenticate(request)
                 body = await self._read_body(receive, limit)
-        if taken and role is not None:
+        if taken:
+            assert role is not None  # only a route with a role is taken
             await submit(self, request, args["name"], role, body, wait_s, receive, send)
             return
         await self._run_app(request, body, send, close=unread)

@@ -89,11 +89,10 @@ async def _accepted(
     check_role(request.principal, role)
     submission = submission_of(validated_body(CommandSubmit, body))
     key = checked_idempotency_key(request.headers.get(IDEMPOTENCY_KEY_HEADER.lower()))
-    unchecked = request.unchecked_generation
     try:
         command: dict[str, Any] = await front.bridge.run_blocking(
             front.service.submit, device, request.principal.name, submission, key,
-            *(unchecked or ()),
+            request.unchecked_generation,
         )  # fmt: skip
     except TokensChanged:
         # A token was revoked since this one's cached lookup: it is looked up again (401 if

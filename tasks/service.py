@@ -219,14 +219,14 @@ class HwqService(TokenAccess, DeviceActivation, HostReads):
         user: str,
         request: dict[str, Any],
         idempotency_key: str | None = None,
-        token_generation: Generation | None = None,
+        checked_at: tuple[Generation] | None = None,
     ) -> dict[str, Any]:
         """Accept a command: ledger row, live state, then the message to the device's queue.
 
         With `idempotency_key`, a repeat of the same submission by the same user returns the
         command the first one made; a different submission under that key is refused.
-        `token_generation`: the token generation at which the user's token was last found
-        valid (a cached lookup); the create then refuses with TokensChanged if any token was
+        `checked_at`: (the token generation at which the user's token was last found valid,
+        by a cached lookup); the create then refuses with TokensChanged if any token was
         revoked since, atomically with queueing the command.
         """
         # The mirrored settings; an unknown device is a 404 before any row exists.
@@ -267,19 +267,13 @@ class HwqService(TokenAccess, DeviceActivation, HostReads):
             if idempotency_key is None:
                 raise
             return self._repeated_submission(user, idempotency_key, values["request_digest"])
-        values["created_at"] = self._create(values, self._token_check(token_generation))
+        values["created_at"] = self._create(values, self.token_check(checked_at))
         self._accepted.add(values["id"])
         log.info(
             "command accepted",
             extra={"device": device, "command": values["id"], "kind": values["kind"]},
         )
         return public_view({**values, "state": State.QUEUED.value})
-
-    def _token_check(self, generation: Generation | None) -> tuple[str, str] | None:
-        if generation is None:
-            return None
-        text = generation.decode() if isinstance(generation, bytes) else generation
-        return self.token_generation_key, text or ""
 
     def _create(self, values: CommandValues, token_check: tuple[str, str] | None = None) -> str:
         """The command's live state and message; returns created_at as Redis stamped it.
@@ -318,9 +312,7 @@ class HwqService(TokenAccess, DeviceActivation, HostReads):
             if isinstance(e, redis.ResponseError) and str(e).startswith("OOM"):
                 raise StoreNearlyFull("Redis is full; try again shortly", RETRY_AFTER_S) from e
             raise
-        if result.tokens_changed:
-            self._forget_row(values["id"])
-            raise TokensChanged("a token was revoked since this one was checked")
+        self._refuse_if_tokens_changed(result, values)
         if result.queue_full:
             self._forget_row(values["id"])
             raise QueueFull(
@@ -352,15 +344,19 @@ class HwqService(TokenAccess, DeviceActivation, HostReads):
                 if result.unknown_device:
                     self._device_config(values["device"])
                     continue
-                if result.tokens_changed:  # the first did not run, and this one did not
-                    self._forget_row(values["id"])
-                    raise TokensChanged("a token was revoked since this one was checked")
+                # The first did not run, and this one refused.
+                self._refuse_if_tokens_changed(result, values)
                 return _created_at(result, values)
             except (redis.RedisError, OutcomeUnknown, NotFound, SQLAlchemyError) as e:
                 log.warning("create still unanswered", extra={**context, "error": str(e)})
         log.warning("command accepted before Redis confirmed it; the reaper completes it",
                     extra=context)  # fmt: skip
         return str(values["created_at"])
+
+    def _refuse_if_tokens_changed(self, result: TransitionResult, values: CommandValues) -> None:
+        if result.tokens_changed:
+            self._forget_row(values["id"])
+            raise TokensChanged("a token was revoked since this one was checked")
 
     def _repeated_submission(self, user: str, key: str, digest: str) -> dict[str, Any]:
         with self._session() as session:

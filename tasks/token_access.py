@@ -67,6 +67,17 @@ class TokenAccess:
             principal = self._token_cache.get(token)
             return None if principal is None else (principal, self._token_generation)
 
+    def token_check(self, checked_at: tuple[Generation] | None) -> tuple[str, str] | None:
+        """What a create compares to refuse a submission whose token was found valid at the
+        generation `checked_at` holds once a token has been revoked since: the counter's key
+        and the value it had. A 1-tuple, as None is a generation too (no revocation yet);
+        None checks nothing."""
+        if checked_at is None:
+            return None
+        (generation,) = checked_at
+        text = generation.decode() if isinstance(generation, bytes) else generation
+        return self.token_generation_key, text or ""
+
     def authenticate(self, token: str) -> Principal:
         """The principal behind a bearer token."""
         # Read before the cache and any SQL lookup: a revocation that lands meanwhile has
